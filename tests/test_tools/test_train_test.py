@@ -1,0 +1,77 @@
+"""tools/train.py and tools/test.py through main(argv): train -> checkpoint -> resume -> test."""
+import json
+import os.path as osp
+import sys
+
+import pytest
+
+sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..', 'tools'))
+import test as test_tool  # noqa: E402
+import train as train_tool  # noqa: E402
+
+CONFIG = 'configs/toy/mask-rcnn_r18_fpn_1xb4-2k_toy-lvis.py'
+
+
+def tiny_options(root, num_classes, max_iters):
+    """Config overrides that make the toy config run a few iterations on the tiny world."""
+    return [
+        f'train_dataloader.dataset.dataset.data_root={root}/',
+        f'val_dataloader.dataset.data_root={root}/',
+        f'test_dataloader.dataset.data_root={root}/',
+        f'val_evaluator.ann_file={root}/annotations/lvis_v1_val.json',
+        f'test_evaluator.ann_file={root}/annotations/lvis_v1_val.json',
+        f'model.roi_head.bbox_head.num_classes={num_classes}',
+        f'model.roi_head.mask_head.num_classes={num_classes}',
+        f'train_cfg.max_iters={max_iters}', f'train_cfg.val_interval={max_iters}',
+        'param_scheduler.0.end=2', 'train_dataloader.batch_size=2',
+        'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
+        'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
+        'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False',
+        'default_hooks.checkpoint.interval=2', 'default_hooks.logger.interval=1',
+        'randomness.seed=0',
+    ]
+
+
+def _num_classes(root):
+    with open(osp.join(root, 'annotations', 'lvis_v1_train.json')) as f:
+        return len(json.load(f)['categories'])
+
+
+@pytest.mark.slow
+def test_train_resume_test(tiny_toy_lvis, tmp_path):
+    root = str(tiny_toy_lvis)
+    ncls = _num_classes(root)
+    work_dir = str(tmp_path / 'work')
+    runner = train_tool.main([CONFIG, '--work-dir', work_dir, '--cfg-options',
+                              *tiny_options(root, ncls, 4)])
+    assert runner.iter == 4
+    assert osp.isfile(osp.join(work_dir, 'iter_4.pth'))
+    assert osp.isfile(osp.join(work_dir, 'iter_2.pth'))
+
+    # resume from the latest checkpoint and go on to iteration 6
+    runner = train_tool.main([CONFIG, '--work-dir', work_dir, '--resume', '--cfg-options',
+                              *tiny_options(root, ncls, 6)])
+    assert runner.iter == 6
+    assert osp.isfile(osp.join(work_dir, 'iter_6.pth'))
+
+    metrics = test_tool.main([CONFIG, osp.join(work_dir, 'iter_6.pth'), '--work-dir', work_dir,
+                              '--cfg-options', *tiny_options(root, ncls, 6)])
+    for key in ('lvis/bbox_AP', 'lvis/bbox_APr', 'lvis/bbox_APc', 'lvis/bbox_APf',
+                'lvis/segm_AP', 'lvis/segm_APr'):
+        assert key in metrics
+        assert -1.0 <= metrics[key] <= 1.0
+
+
+def test_missing_config_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match='no_such_config.py'):
+        train_tool.main([str(tmp_path / 'no_such_config.py')])
+
+
+def test_missing_checkpoint_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match='missing.pth'):
+        test_tool.main([CONFIG, str(tmp_path / 'missing.pth')])
+
+
+def test_resume_from_missing_checkpoint_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match='gone.pth'):
+        train_tool.main([CONFIG, '--resume', str(tmp_path / 'gone.pth')])
