@@ -69,16 +69,19 @@ def test_eval_fields_are_checked_on_request(tiny_toy_lvis):
 
 def _predictions(data, cat_ids, mode):
     """Ground truth of each image as predictions ('gt'), the same boxes with the wrong classes
-    ('wrong'), or no detections at all ('none')."""
+    ('wrong'), or the right classes at places where nothing is ('nothing')."""
     by_img = {}
     for ann in data['annotations']:
         by_img.setdefault(ann['image_id'], []).append(ann)
     samples = []
     for img in data['images']:
-        anns = by_img.get(img['id'], []) if mode != 'none' else []
+        anns = by_img.get(img['id'], [])
         h, w = img['height'], img['width']
         boxes = np.array([[a['bbox'][0], a['bbox'][1], a['bbox'][0] + a['bbox'][2],
                            a['bbox'][1] + a['bbox'][3]] for a in anns], np.float32).reshape(-1, 4)
+        if mode == 'nothing':
+            anns = [dict(a, segmentation=[[0, 0, 3, 0, 3, 3, 0, 3]]) for a in anns]
+            boxes[:] = [0, 0, 3, 3]
         labels = np.array([cat_ids.index(a['category_id']) for a in anns], np.int64)
         if mode == 'wrong':
             labels = (labels + 1) % len(cat_ids)
@@ -91,7 +94,7 @@ def _predictions(data, cat_ids, mode):
     return samples
 
 
-@pytest.mark.parametrize('mode, expected', [('gt', 1.0), ('wrong', 0.0), ('none', 0.0)])
+@pytest.mark.parametrize('mode, expected', [('gt', 1.0), ('wrong', 0.0), ('nothing', 0.0)])
 def test_lvis_metric_on_known_predictions(tiny_toy_lvis, tmp_path, mode, expected):
     from mmdet.evaluation import LVISMetric
     ann_file = str(tiny_toy_lvis / 'annotations' / 'lvis_v1_val.json')

@@ -28,11 +28,13 @@ def test_checkpoint_with_message_hub_loads_safely(tmp_path):
             'meta': {'iter': np.int64(3), 'arr': np.arange(3), 'dtype': np.dtype('float32')},
             'message_hub': {'log_scalars': {'loss': buf}}}
     path = tmp_path / 'ckpt.pth'
-    torch.save(ckpt, path)
     apply_torch_load_compat()
+    torch.save(ckpt, path)
     loaded = torch.load(path, map_location='cpu')  # weights_only=True by default
     assert loaded['meta']['iter'] == 3
-    assert isinstance(loaded['message_hub']['log_scalars']['loss'], HistoryBuffer)
+    restored = loaded['message_hub']['log_scalars']['loss']
+    assert isinstance(restored, HistoryBuffer)
+    assert restored.mean() == 1.5 and restored.statistics('mean') == 1.5
     torch.save({'x': Arbitrary()}, tmp_path / 'evil.pth')
     with pytest.raises(Exception, match='weights_only|Unsupported global'):
         torch.load(tmp_path / 'evil.pth', map_location='cpu')

@@ -11,7 +11,10 @@ Each shim is small, scoped to the library that needs it, idempotent, and applied
    checkpoint loader does not pass the argument. mmengine checkpoints carry a few non-tensor
    objects (the message hub's ``HistoryBuffer``, numpy arrays and scalars in ``meta``), so
    ``resume`` and ``load_from`` fail with ``UnpicklingError``. Rather than turning the safe loader
-   off, exactly those types are added to torch's allow-list of safe globals.
+   off, exactly those types are added to torch's allow-list of safe globals. ``HistoryBuffer``
+   also pickles its built-in statistics methods (``getattr(HistoryBuffer, 'mean')``, which no safe
+   loader may allow); it is made to pickle only custom ones and to re-register the built-ins when
+   loaded.
 """
 import types
 
@@ -72,9 +75,36 @@ def _numpy_scalar():
     return scalar
 
 
+_BUILTIN_STATISTICS = ('min', 'max', 'current', 'mean')
+
+
+def _patch_history_buffer_pickling() -> None:
+    from mmengine.logging import HistoryBuffer
+    if getattr(HistoryBuffer, '_xpaste_safe_pickle', False):
+        return
+    mmengine_setstate = HistoryBuffer.__setstate__
+
+    def __getstate__(self) -> dict:
+        state = {k: v for k, v in self.__dict__.items() if k != 'statistics_methods'}
+        custom = {k: v for k, v in self._statistics_methods.items()
+                  if k not in _BUILTIN_STATISTICS}
+        if custom:
+            state['statistics_methods'] = custom
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        mmengine_setstate(self, state)
+        self._set_default_statistics()
+
+    HistoryBuffer.__getstate__ = __getstate__
+    HistoryBuffer.__setstate__ = __setstate__
+    HistoryBuffer._xpaste_safe_pickle = True
+
+
 def apply_torch_load_compat() -> None:
     """Allow mmengine checkpoints under torch's ``weights_only`` loader (torch >= 2.4)."""
     import torch
+    _patch_history_buffer_pickling()
     add_safe_globals = getattr(torch.serialization, 'add_safe_globals', None)
     if add_safe_globals is None:  # older torch: weights_only is off by default
         return

@@ -1,0 +1,343 @@
+import copy
+import glob
+import hashlib
+import json
+import logging
+import os
+import os.path as osp
+from html.parser import HTMLParser
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from mmengine.logging import MMLogger
+
+from xpaste.bank.pipeline import BankBuilder, Chunk, category_key, merge_defaults
+from xpaste.bank.sources import ToySource
+from xpaste.bank.storage import BankReader, BankWriter
+from xpaste.toy import render_single_instance, toy_categories
+
+NUM_CLASSES = 4
+
+
+@pytest.fixture(scope='module')
+def toy_json(tmp_path_factory):
+    cats = [c.to_lvis() for c in toy_categories(NUM_CLASSES, seed=0)]
+    path = tmp_path_factory.mktemp('cats') / 'toy_categories.json'
+    path.write_text(json.dumps({'categories': cats, 'images': [], 'annotations': []}))
+    return str(path)
+
+
+def deep_update(base, over):
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict) and k != 'source':
+            deep_update(base[k], v)
+        else:
+            base[k] = v
+    return base
+
+
+def make_cfg(work_dir, ann, **over):
+    cfg = dict(
+        work_dir=str(work_dir), categories=dict(ann_file=ann), images_per_class=6, chunk_size=3,
+        source=dict(type='ToySource', size=96),
+        segment=dict(segmenters=[dict(type='ClassicalSegmenter', work_side=64)]), score=None,
+        filter=dict(dedup='auto', dedup_hamming=2),
+        write=dict(max_side=64, size_stats=False),
+        report=dict(thumb_side=48, max_kept=4, max_dropped=4), workers=dict(type=None),
+        progress=False)
+    return deep_update(cfg, copy.deepcopy(over))
+
+
+def bank_rows(bank_dir):
+    """Every row of a bank with its decoded pixels hashed."""
+    with BankReader(bank_dir) as reader:
+        rows = []
+        for i in range(len(reader)):
+            rec = reader.record(i)
+            rec['pixels'] = hashlib.sha1(reader.decode(i).tobytes()).hexdigest()
+            rows.append({k: None if isinstance(v, float) and np.isnan(v) else v
+                         for k, v in rec.items()})
+    return rows
+
+
+def build(cfg, stages='all', **kw):
+    return BankBuilder(cfg, **kw).run(stages)
+
+
+@pytest.fixture(scope='module')
+def reference(toy_json, tmp_path_factory):
+    """An uninterrupted one-rank build."""
+    work_dir = tmp_path_factory.mktemp('reference')
+    build(make_cfg(work_dir, toy_json))
+    return work_dir, bank_rows(str(work_dir / 'bank'))
+
+
+def test_reference_build(reference, toy_json):
+    work_dir, rows = reference
+    assert len(rows) > NUM_CLASSES * 6 * 0.8
+    assert {r['category_name'] for r in rows} == {
+        c['name'] for c in json.load(open(toy_json))['categories']}
+    assert all(r['segmenter_name'] == 'classical' and r['clip_score'] is None for r in rows)
+    first = rows[0]
+    assert first['source'].startswith('images/') and first['prompt'].startswith('a photo of')
+    assert first['seed'] >= 0 and max(first['height'], first['width']) <= 64
+    # no row twice
+    assert len({(r['category'], r['source']) for r in rows}) == len(rows)
+    manifest = json.load(open(work_dir / 'bank' / 'manifest.json'))
+    build_info = manifest['build']
+    assert build_info['source']['type'] == 'ToySource' and build_info['seed'] == 0
+    assert 'numpy' in build_info['package_versions'] and build_info['config_hash']
+    assert build_info['filter']['min_area'] == 0.05
+    filt = json.load(open(glob.glob(str(work_dir / 'filter' / '*.json'))[0]))
+    assert sum(filt['counts'].values()) == 6 and filt['dedup'] == 'phash'
+
+
+def test_rerun_skips_done_work(reference, toy_json, monkeypatch):
+    work_dir, rows = reference
+
+    def no_generate(*args, **kwargs):
+        raise AssertionError('nothing should be generated again')
+
+    monkeypatch.setattr(ToySource, 'generate', no_generate)
+    summary = build(make_cfg(work_dir, toy_json))
+    assert summary['stream']['chunks'] == 0 and summary['stream']['skipped'] == 8
+    assert summary['filter']['classes'] == 0 and summary['write']['classes'] == 0
+    assert bank_rows(str(work_dir / 'bank')) == rows
+
+
+def test_killed_run_resumes_to_the_same_bank(reference, toy_json, tmp_path, monkeypatch):
+    _, rows = reference
+    calls = []
+    original = ToySource.generate
+
+    def dies_on_fourth_chunk(self, *args):
+        calls.append(args[1])
+        if len(calls) == 4:
+            raise KeyboardInterrupt('killed')
+        return original(self, *args)
+
+    monkeypatch.setattr(ToySource, 'generate', dies_on_fourth_chunk)
+    cfg = make_cfg(tmp_path, toy_json)
+    with pytest.raises(KeyboardInterrupt):
+        build(cfg)
+    assert len(glob.glob(str(tmp_path / 'gen' / '*' / '*.json'))) == 3
+    # leftovers of a killed atomic write are ignored
+    leftover = tmp_path / 'gen' / category_key(json.load(open(toy_json))['categories'][1])
+    leftover.mkdir(parents=True, exist_ok=True)
+    (leftover / '.c00001.json.tmp-999').write_text('{"trunc')
+    calls.clear()
+    monkeypatch.setattr(ToySource, 'generate', lambda self, *a: calls.append(a[1]) or original(
+        self, *a))
+    build(cfg)
+    assert len(calls) == 5  # only the chunks that were not done
+    assert bank_rows(str(tmp_path / 'bank')) == rows
+
+
+def test_killed_write_resumes_to_the_same_bank(reference, toy_json, tmp_path, monkeypatch):
+    _, rows = reference
+    cfg = make_cfg(tmp_path, toy_json)
+    build(cfg, ['generate', 'segment', 'score', 'filter'])
+    added = []
+    original = BankWriter.add
+
+    def dies_after_eight(self, *args, **kwargs):
+        if len(added) == 8:
+            raise KeyboardInterrupt('killed')
+        added.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(BankWriter, 'add', dies_after_eight)
+    with pytest.raises(KeyboardInterrupt):
+        build(cfg, ['write'])
+    monkeypatch.setattr(BankWriter, 'add', original)
+    assert not osp.exists(tmp_path / 'bank' / 'manifest.json')
+    build(cfg, ['write'])
+    assert bank_rows(str(tmp_path / 'bank')) == rows
+
+
+def test_lost_or_damaged_outputs_are_redone(reference, toy_json, tmp_path):
+    _, rows = reference
+    cfg = make_cfg(tmp_path, toy_json)
+    build(cfg)
+    os.remove(sorted(glob.glob(str(tmp_path / 'images' / '*' / '*.png')))[4])
+    seg = sorted(glob.glob(str(tmp_path / 'seg' / 'classical' / '*' / '*.npz')))[-1]
+    with open(seg, 'wb') as f:
+        f.write(b'garbage')
+    summary = build(cfg)
+    assert summary['stream']['chunks'] == 2  # the chunk missing an image, the damaged one
+    assert bank_rows(str(tmp_path / 'bank')) == rows
+
+
+def test_two_ranks_give_the_same_bank(reference, toy_json, tmp_path, monkeypatch):
+    """Ranks run one after the other, stage by stage, through the command line."""
+    from tools.bank.build import main
+    _, rows = reference
+    cfg_path = tmp_path / 'toy_cfg.py'
+    cfg = make_cfg(tmp_path / 'work', toy_json)
+    cfg_path.write_text('\n'.join(f'{k} = {v!r}' for k, v in cfg.items()))
+    for stage in ('generate', 'segment', 'filter', 'write', 'report'):
+        for rank in (1, 0):
+            monkeypatch.setenv('RANK', str(rank))
+            monkeypatch.setenv('WORLD_SIZE', '2')
+            main([str(cfg_path), '--stage', stage, '--cfg-options', 'dist.wait_timeout=0'])
+    gens = glob.glob(str(tmp_path / 'work' / 'gen' / '*' / '*.json'))
+    assert len(gens) == 8
+    assert bank_rows(str(tmp_path / 'work' / 'bank')) == rows
+    assert osp.isfile(tmp_path / 'work' / 'report' / 'index.html')
+
+
+def test_rank_waits_for_other_ranks_outputs(toy_json, tmp_path):
+    cfg = make_cfg(tmp_path, toy_json)
+    build(cfg, ['generate', 'segment'], rank=0, world_size=2)
+    with pytest.raises(TimeoutError, match=r'chunk outputs needed by the filter stage missing'):
+        build(dict(cfg, dist=dict(wait_timeout=0.2, poll_interval=0.05)), ['filter'], rank=0,
+              world_size=2)
+
+
+def test_filter_reruns_alone_from_saved_outputs(reference, toy_json, tmp_path, monkeypatch):
+    from tools.bank.build import main
+    cfg = make_cfg(tmp_path, toy_json)
+    build(cfg)
+    kept_before = len(bank_rows(str(tmp_path / 'bank')))
+    saved = sorted(glob.glob(str(tmp_path / 'seg' / '**' / '*.npz'), recursive=True) +
+                   glob.glob(str(tmp_path / 'gen' / '*' / '*.json')))
+    mtimes = [os.stat(p).st_mtime_ns for p in saved]
+    monkeypatch.setattr(ToySource, 'generate', lambda *a: pytest.fail('regenerated'))
+    cfg_path = tmp_path / 'cfg.py'
+    cfg_path.write_text('\n'.join(f'{k} = {v!r}' for k, v in cfg.items()))
+    main([str(cfg_path), '--stage', 'filter', '--cfg-options', 'filter.min_area=0.3'])
+    counts = [json.load(open(p))['counts'] for p in glob.glob(str(tmp_path / 'filter' / '*'))]
+    assert sum(c['area_small'] for c in counts) > 0
+    assert [os.stat(p).st_mtime_ns for p in saved] == mtimes
+    assert len(bank_rows(str(tmp_path / 'bank'))) == kept_before  # write not rerun yet
+    main([str(cfg_path), '--stage', 'all', '--cfg-options', 'filter.min_area=0.3'])
+    assert len(bank_rows(str(tmp_path / 'bank'))) == sum(c['kept'] for c in counts)
+
+
+def test_process_pool_gives_the_same_bank(reference, toy_json, tmp_path):
+    _, rows = reference
+    cfg = make_cfg(tmp_path, toy_json,
+                   workers=dict(type='process', num_workers=2, max_pending=2))
+    summary = build(cfg, ['generate', 'segment', 'score', 'filter', 'write'])
+    assert summary['stream']['images'] == NUM_CLASSES * 6
+    assert bank_rows(str(tmp_path / 'bank')) == rows
+
+
+def test_stage_needs_earlier_stage(toy_json, tmp_path):
+    with pytest.raises(FileNotFoundError, match='run --stage generate first'):
+        build(make_cfg(tmp_path, toy_json), ['segment'])
+    with pytest.raises(FileNotFoundError, match='run --stage filter first'):
+        build(make_cfg(tmp_path, toy_json), ['write'])
+
+
+def test_missing_model_path_fails_before_any_work(toy_json, tmp_path):
+    cfg = make_cfg(tmp_path, toy_json, source=dict(type='DiffusersSource',
+                                                   model='/no/such/stable-diffusion'))
+    with pytest.raises(FileNotFoundError, match="'/no/such/stable-diffusion'"):
+        BankBuilder(cfg)
+    assert not osp.exists(tmp_path / 'gen')
+    with pytest.raises(ValueError, match="unknown bank build option 'filters'"):
+        merge_defaults(dict(filters=dict()))
+
+
+def test_folder_source_with_corrupt_image_and_empty_class(toy_json, tmp_path):
+    cats = json.load(open(toy_json))['categories']
+    import cv2
+    for c, cat in enumerate(toy_categories(NUM_CLASSES, seed=0)[:2]):
+        folder = tmp_path / 'images_in' / cat.name
+        folder.mkdir(parents=True)
+        for i in range(3):
+            image, _ = render_single_instance(cat, np.random.default_rng([c, i]), size=96)
+            cv2.imwrite(str(folder / f'{i:03d}.jpg'), image)
+    (tmp_path / 'images_in' / cats[0]['name'] / '001.jpg').write_bytes(b'\x00garbage')
+    cfg = make_cfg(tmp_path / 'work', toy_json, images_per_class=None,
+                   source=dict(type='FolderSource', root=str(tmp_path / 'images_in')))
+    build(cfg)
+    rows = bank_rows(str(tmp_path / 'work' / 'bank'))
+    assert {r['category_name'] for r in rows} == {cats[0]['name'], cats[1]['name']}
+    assert all(r['seed'] == -1 and r['prompt'] == '' for r in rows)
+    assert all(r['source'].startswith(str(tmp_path / 'images_in')) for r in rows)
+    first = json.load(open(tmp_path / 'work' / 'filter' / f'{category_key(cats[0])}.json'))
+    assert first['counts']['corrupt_image'] == 1
+    bad = [i for i in first['items'] if i['reason'] == 'corrupt_image'][0]
+    assert '001.jpg' in bad['message']
+    index = (tmp_path / 'work' / 'report' / 'index.html').read_text()
+    assert '2 classes have no instance in the bank' in index
+
+
+class FlakyPipe:
+    """A text-to-image pipeline stand-in: toy images, NaN for image 1, black for image 2."""
+
+    def __call__(self, prompt, generator, **kwargs):
+        cat = toy_categories(1, seed=0)[0]
+        images = []
+        for g in generator:
+            image, _ = render_single_instance(cat, np.random.default_rng(g.initial_seed()), 96)
+            images.append(image[..., ::-1].astype(np.float32) / 255)
+        images = np.stack(images)
+        images[1, 5, 5] = np.nan
+        images[2] = 0
+        return SimpleNamespace(images=images, nsfw_content_detected=None)
+
+    def to(self, *a, **k):
+        return self
+
+    def set_progress_bar_config(self, **k):
+        pass
+
+
+def test_generator_nan_and_black_images_are_dropped_and_counted(toy_json, tmp_path):
+    records = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    handler = Collect()
+    MMLogger.get_current_instance().addHandler(handler)
+    try:
+        cfg = make_cfg(tmp_path, toy_json, images_per_class=3, categories=dict(max_classes=2),
+                       source=dict(type='DiffusersSource', model='fake/sd', pipeline=FlakyPipe(),
+                                   device='cpu'))
+        build(cfg)
+    finally:
+        MMLogger.get_current_instance().removeHandler(handler)
+    counts = [json.load(open(p))['counts'] for p in glob.glob(str(tmp_path / 'filter' / '*'))]
+    assert [c['nan_image'] for c in counts] == [1, 1]
+    assert [c['black_image'] for c in counts] == [1, 1]
+    assert len(bank_rows(str(tmp_path / 'bank'))) == 2
+    assert sum('NaN/inf pixels' in r for r in records) == 2
+    assert sum('black image' in r for r in records) == 2
+    assert sum('CLIP scoring skipped' in r for r in records) == 1
+
+
+class Links(HTMLParser):
+
+    def __init__(self):
+        super().__init__()
+        self.links = []
+
+    def handle_starttag(self, tag, attrs):
+        self.links += [v for k, v in attrs if k in ('src', 'href')]
+
+
+def test_report_links_resolve(reference):
+    work_dir, _ = reference
+    pages = [work_dir / 'report' / 'index.html'] + sorted(
+        (work_dir / 'report' / 'classes').glob('*.html'))
+    assert len(pages) == NUM_CLASSES + 1
+    for page in pages:
+        parser = Links()
+        parser.feed(page.read_text())
+        assert parser.links
+        for link in parser.links:
+            assert not osp.isabs(link) and osp.isfile(osp.join(page.parent, link)), link
+    assert len(glob.glob(str(work_dir / 'report' / 'hist' / '*.png'))) == NUM_CLASSES + 1
+
+
+def test_chunks_cover_each_class(toy_json, tmp_path):
+    builder = BankBuilder(make_cfg(tmp_path, toy_json, images_per_class=7, chunk_size=3))
+    chunks = builder.chunks()
+    assert chunks[:3] == [Chunk(0, 0, 0, 3), Chunk(0, 1, 3, 6), Chunk(0, 2, 6, 7)]
+    assert sum(len(c) for c in chunks) == 7 * NUM_CLASSES

@@ -1,0 +1,139 @@
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+
+from xpaste.bank.sources import (DiffusersSource, FolderSource, SourceItem, ToySource,
+                                 build_source, check_image, derive_seed, read_image)
+from xpaste.toy import toy_categories
+
+CAT = {'id': 1, 'name': 'red_plain_star'}
+
+
+def test_derive_seed():
+    assert derive_seed(0, 5, 3) == derive_seed(0, 5, 3)
+    seeds = {derive_seed(0, c, i) for c in range(1, 20) for i in range(50)}
+    assert len(seeds) == 19 * 50
+    assert derive_seed(1, 5, 3) != derive_seed(0, 5, 3)
+    assert 0 <= derive_seed(2**40, 5, 3) < 2**31
+
+
+def test_toy_source():
+    name = toy_categories(4, seed=0)[3].name
+    source = build_source(dict(type='ToySource', size=64))
+    source.check_categories([{'id': 4, 'name': name}])
+    a = source.generate({'id': 4, 'name': name}, [0, 1], ['p0', 'p1'], [11, 12])
+    b = source.generate({'id': 4, 'name': name}, [1], ['p1'], [12])
+    assert [i.index for i in a] == [0, 1] and a[1].prompt == 'p1' and a[1].seed == 12
+    assert a[0].image.shape == (64, 64, 3) and a[0].image.dtype == np.uint8
+    assert np.array_equal(a[1].image, b[0].image)  # the seed alone decides the image
+    assert not np.array_equal(a[0].image, a[1].image)
+    with pytest.raises(ValueError, match="'zebra' is not a toy category"):
+        source.check_categories([{'id': 1, 'name': 'zebra'}])
+    with pytest.raises(ValueError, match='size must be an int >= 16, got 4'):
+        ToySource(size=4)
+
+
+def test_folder_source(tmp_path):
+    (tmp_path / 'zebra').mkdir()
+    (tmp_path / 'aerosol can').mkdir()  # a folder named with spaces is found too
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / 'zebra' / f'{i}.png'), np.full((40, 80, 3), 50 * i, np.uint8))
+    (tmp_path / 'zebra' / '1.png').write_bytes(b'not an image')
+    (tmp_path / 'zebra' / 'notes.txt').write_text('ignored')
+    cv2.imwrite(str(tmp_path / 'aerosol can' / 'a.jpg'), np.zeros((10, 10, 3), np.uint8))
+    source = FolderSource(str(tmp_path), max_side=32)
+    source.check()
+    zebra = {'id': 2, 'name': 'zebra'}
+    assert source.num_images(zebra, None) == 3
+    assert source.num_images(zebra, 2) == 2
+    assert source.num_images({'id': 1, 'name': 'aerosol_can'}, None) == 1
+    assert source.num_images({'id': 3, 'name': 'yak'}, None) == 0  # no folder: no images
+    items = source.generate(zebra, [0, 1, 2], [''] * 3, [-1] * 3)
+    assert [i.status for i in items] == ['ok', 'corrupt', 'ok']
+    assert '1.png' in items[1].message and items[1].image is None
+    assert items[0].image.shape == (16, 32, 3)  # downscaled to max_side
+    assert items[2].file.endswith('2.png')
+    with pytest.raises(FileNotFoundError, match='not a directory'):
+        FolderSource(str(tmp_path / 'nope')).check()
+    assert read_image(str(tmp_path / 'zebra' / 'notes.txt')) is None
+    assert read_image(str(tmp_path / 'missing.png')) is None
+
+
+def test_check_image():
+    ok = check_image(SourceItem(0, image=np.full((8, 8, 3), 100, np.uint8)))
+    assert ok.status == 'ok'
+    black = check_image(SourceItem(1, image=np.full((8, 8, 3), 3, np.uint8)))
+    assert black.status == 'black' and black.image is None and 'black image' in black.message
+
+
+class FakePipe:
+    """Stands for a diffusers pipeline: returns given float images (what output_type='np'
+    gives), and records the calls."""
+
+    def __init__(self, images, nsfw=None):
+        self.images, self.nsfw, self.calls = images, nsfw, []
+
+    def __call__(self, prompt, generator, **kwargs):
+        self.calls.append(dict(prompt=prompt, seeds=[g.initial_seed() for g in generator],
+                               **kwargs))
+        n = len(prompt)
+        return SimpleNamespace(images=self.images[:n], nsfw_content_detected=(
+            self.nsfw[:n] if self.nsfw is not None else None))
+
+    def to(self, *args, **kwargs):
+        return self
+
+    def set_progress_bar_config(self, **kwargs):
+        pass
+
+
+def test_diffusers_source_reports_nan_and_black_images():
+    good = np.full((16, 16, 3), 0.5, np.float32)
+    nan = good.copy()
+    nan[3, 3, 1] = np.nan
+    black = np.zeros_like(good)
+    pipe = FakePipe(np.stack([good, nan, black, good]), nsfw=[False, False, False, True])
+    source = DiffusersSource(model='fake/model', pipeline=pipe, device='cpu', batch_size=4,
+                             negative_prompt='blurry', num_inference_steps=3)
+    source.check()  # a given pipeline needs no model path
+    items = source.generate(CAT, [0, 1, 2, 3], ['p'] * 4, [7, 8, 9, 10])
+    assert [i.status for i in items] == ['ok', 'nan', 'black', 'black']
+    assert items[0].image.dtype == np.uint8 and items[0].image[0, 0].tolist() == [128] * 3
+    assert "NaN/inf pixels (model 'fake/model'" in items[1].message
+    assert 'safety checker' in items[3].message
+    call = pipe.calls[0]
+    assert call['seeds'] == [7, 8, 9, 10] and call['negative_prompt'] == ['blurry'] * 4
+    assert call['num_inference_steps'] == 3 and call['output_type'] == 'np'
+
+
+def test_diffusers_source_checks_paths_before_loading(tmp_path):
+    with pytest.raises(FileNotFoundError, match="model path does not exist: '/no/such/sd15'"):
+        DiffusersSource(model='/no/such/sd15').check()
+    with pytest.raises(FileNotFoundError, match='source.vae.path.*no_vae'):
+        DiffusersSource(model=str(tmp_path), vae=dict(type='AutoencoderTiny',
+                                                      path=str(tmp_path / 'no_vae'))).check()
+    with pytest.raises(ValueError, match='multiple of 8, got 100'):
+        DiffusersSource(model='x/y', height=100)
+
+
+@pytest.fixture(scope='module')
+def tiny_sd(tmp_path_factory):
+    from xpaste.bank.random_models import save_sd_pipeline
+    return save_sd_pipeline(str(tmp_path_factory.mktemp('sd') / 'tiny-sd'), arch='tiny')
+
+
+def test_diffusers_source_loads_a_saved_pipeline(tiny_sd):
+    cat = {'id': 3, 'name': 'zebra'}
+    kw = dict(model=tiny_sd, dtype='float16', num_inference_steps=2, device='cpu', height=32,
+              width=32, scheduler='EulerDiscreteScheduler')
+    source = DiffusersSource(batch_size=2, **kw)
+    source.check()
+    items = source.generate(cat, [0, 1, 2], ['a zebra'] * 3, [1, 2, 3])
+    assert type(source.pipe.scheduler).__name__ == 'EulerDiscreteScheduler'
+    assert [i.image.shape for i in items] == [(32, 32, 3)] * 3
+    # one seed per image: the batch an image is in does not change it
+    alone = DiffusersSource(batch_size=1, **kw).generate(cat, [2], ['a zebra'], [3])
+    np.testing.assert_allclose(alone[0].image.astype(int), items[2].image.astype(int), atol=2)
+    assert not np.array_equal(items[0].image, items[1].image)

@@ -1,0 +1,19 @@
+"""The toy LVIS world: a small long-tailed instance-segmentation dataset of drawn objects.
+
+Used by the demo, the tests and the toy experiment. Categories are shape x colour x texture
+combinations (:func:`toy_categories`); :func:`make_toy_lvis` writes an LVIS-v1-format dataset
+whose train split has rare, common and frequent categories; :func:`render_single_instance`
+draws one object on a plain background, the stand-in for a text-to-image model.
+"""
+from .categories import (TOY_COLOURS, TOY_SHAPES, TOY_TEXTURES, ToyCategory, max_toy_categories,
+                         toy_categories)
+from .render import (ToyPose, cluttered_background, draw_instance, paste, plain_background,
+                     render_single_instance, sample_pose)
+from .world import frequency_from_image_count, make_toy_lvis, mask_to_polygons
+
+__all__ = [
+    'TOY_COLOURS', 'TOY_SHAPES', 'TOY_TEXTURES', 'ToyCategory', 'ToyPose', 'cluttered_background',
+    'draw_instance', 'frequency_from_image_count', 'make_toy_lvis', 'mask_to_polygons',
+    'max_toy_categories', 'paste', 'plain_background', 'render_single_instance', 'sample_pose',
+    'toy_categories'
+]
