@@ -9,7 +9,7 @@ sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..', 'tools'))
 import test as test_tool  # noqa: E402
 import train as train_tool  # noqa: E402
 
-CONFIG = 'configs/toy/mask-rcnn_r18_fpn_1xb4-2k_toy-lvis.py'
+CONFIG = 'configs/toy/mask-rcnn_r18-slim_fpn_1xb4-1k_toy-lvis.py'
 
 
 def tiny_options(root, num_classes, max_iters):

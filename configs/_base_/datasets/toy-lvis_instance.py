@@ -8,7 +8,7 @@ backend_args = None
 # factors need a threshold scaled accordingly: 0.1 gives a 1-image class r ~ 5.5, a 10-image class
 # r ~ 1.7.
 oversample_thr = 0.1
-img_scale = (320, 320)
+img_scale = (256, 256)
 
 train_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),

@@ -1,12 +1,12 @@
 # Iteration-based schedule for the toy world on a CPU: SGD, linear warm-up, two LR steps.
-max_iters = 2000
+max_iters = 1000
 val_interval = 1000
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=val_interval)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=200),
+    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=100),
     dict(type='MultiStepLR', begin=0, end=max_iters, by_epoch=False,
          milestones=[int(max_iters * 0.75), int(max_iters * 0.9)], gamma=0.1),
 ]

@@ -65,8 +65,9 @@ def test_poisson_keeps_surroundings_and_source_gradients():
 
 def test_poisson_rejects_float_and_tolerates_tiny_masks():
     with pytest.raises(TypeError, match='uint8'):
-        blend_into(np.zeros((5, 5, 3), np.float32), np.zeros((5, 5, 3), np.float32),
-                   np.full((5, 5), 255, np.uint8), 'poisson')
+        blend_into(
+            np.zeros((5, 5, 3), np.float32), np.zeros((5, 5, 3), np.float32),
+            np.full((5, 5), 255, np.uint8), 'poisson')
     dst = np.zeros((5, 5, 3), np.uint8)
     alpha = np.zeros((5, 5), np.uint8)
     alpha[2, 2] = 255

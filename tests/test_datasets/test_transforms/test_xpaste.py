@@ -73,8 +73,14 @@ def tight_box(mask):
 
 def exact_paste_kwargs(**kwargs):
     """Options that paste the stored crop pixel for pixel (no resize, flip, rotation, jitter)."""
-    cfg = dict(size_mode='original', aspect_jitter=0.0, flip=False, rotation=0.0,
-               color_jitter=0.0, blend='hard', min_visible_size=1)
+    cfg = dict(
+        size_mode='original',
+        aspect_jitter=0.0,
+        flip=False,
+        rotation=0.0,
+        color_jitter=0.0,
+        blend='hard',
+        min_visible_size=1)
     cfg.update(kwargs)
     return cfg
 
@@ -153,8 +159,8 @@ def test_box_only_pipeline(tmp_path):
     results = make_results(boxes, with_mask=False)
     out = t(results)
     assert 'gt_masks' not in out
-    np.testing.assert_allclose(out['gt_bboxes'].numpy(),
-                               [(50, 20.25, 70, 60), (50, 0, 58, 20), (0, 0, 50, 100)])
+    np.testing.assert_allclose(out['gt_bboxes'].numpy(), [(50, 20.25, 70, 60), (50, 0, 58, 20),
+                                                          (0, 0, 50, 100)])
     assert out['gt_pasted_flags'].tolist() == [False, False, True]
     assert out['gt_bboxes'].numpy().dtype == np.float32
 
@@ -219,6 +225,20 @@ def test_all_transparent_instance_is_skipped(tmp_path):
     np.testing.assert_array_equal(out['img'], img_before)
 
 
+def test_undecodable_instance_is_skipped(tmp_path):
+    root = write_bank(tmp_path / 'bank', [(textured_crop(20, 20), 'cat')], CATEGORIES[:1])
+    reader = InstanceBank(root).reader
+    offset, length = int(reader.offset[0]), int(reader.length[0])
+    with open(reader.shard_path(0), 'r+b') as f:  # destroy the stored bytes
+        f.seek(offset)
+        f.write(b'\0' * length)
+    t = XPaste(root, classes=('cat', ), num_pastes=3, **exact_paste_kwargs())
+    results = make_results([(10, 10, 30, 30)])
+    with pytest.warns(UserWarning, match='undecodable'):
+        out = t(results)
+    assert len(out['gt_bboxes']) == 1 and 'gt_pasted_flags' not in out
+
+
 def test_empty_bank_and_prob_zero(tmp_path, bank_two):
     root = write_bank(tmp_path / 'empty', [])
     t = XPaste(root, classes=('cat', 'dog'))
@@ -239,8 +259,13 @@ def test_empty_bank_and_prob_zero(tmp_path, bank_two):
 
 
 def test_image_without_instances(bank_two):
-    t = XPaste(bank_two, classes=('cat', 'dog'), num_pastes=6, size_mode='range',
-               size_range=(0.1, 0.2), min_visible_size=1)
+    t = XPaste(
+        bank_two,
+        classes=('cat', 'dog'),
+        num_pastes=6,
+        size_mode='range',
+        size_range=(0.1, 0.2),
+        min_visible_size=1)
     out = t(make_results(np.zeros((0, 4)), 64, 64))
     n = len(out['gt_bboxes'])
     assert n >= 1 and out['gt_pasted_flags'].all()
@@ -249,14 +274,20 @@ def test_image_without_instances(bank_two):
 
 
 def test_labels_map_by_name(tmp_path):
-    root = write_bank(tmp_path / 'bank', [(textured_crop(20, 20, seed=i), 'cat')
-                                          for i in range(3)])
+    root = write_bank(tmp_path / 'bank', [(textured_crop(20, 20, seed=i), 'cat') for i in range(3)])
     t = XPaste(root, classes=('bird', 'dog', 'cat'), num_pastes=3, **exact_paste_kwargs())
     out = t(make_results(np.zeros((0, 4))))
     assert len(out['gt_bboxes_labels']) >= 1 and set(out['gt_bboxes_labels'].tolist()) == {2}
     # category_map renames bank categories
-    t = XPaste(root, classes=('bird', 'feline'), num_pastes=3,
-               category_map={'cat': 'feline', 'dog': 'bird'}, **exact_paste_kwargs())
+    t = XPaste(
+        root,
+        classes=('bird', 'feline'),
+        num_pastes=3,
+        category_map={
+            'cat': 'feline',
+            'dog': 'bird'
+        },
+        **exact_paste_kwargs())
     out = t(make_results(np.zeros((0, 4))))
     assert set(out['gt_bboxes_labels'].tolist()) == {1}
 
@@ -268,8 +299,8 @@ def test_mismatched_names(tmp_path):
         XPaste(root, classes=('cat', 'bird'))
     with pytest.raises(ValueError, match='zebra'):
         XPaste(root, classes=('cat', 'dog'), category_map={'zebra': 'cat'})
-    t = XPaste(root, classes=('cat', 'bird'), ignore_unknown=True, num_pastes=8,
-               **exact_paste_kwargs())
+    t = XPaste(
+        root, classes=('cat', 'bird'), ignore_unknown=True, num_pastes=8, **exact_paste_kwargs())
     assert t.bank.category_names == ['cat', 'dog'] and t.bank.categories == ['cat']
     out = t(make_results(np.zeros((0, 4))))
     assert len(out['gt_bboxes_labels']) and (out['gt_bboxes_labels'] == 0).all()
@@ -278,9 +309,15 @@ def test_mismatched_names(tmp_path):
 
 
 def test_determinism_under_seed(bank_two):
-    t = XPaste(bank_two, classes=('cat', 'dog'), num_pastes=(2, 8), rotation=30,
-               color_jitter=0.3, blend=['hard', 'alpha', 'gaussian', 'poisson'],
-               size_mode='range', size_range=(0.1, 0.4))
+    t = XPaste(
+        bank_two,
+        classes=('cat', 'dog'),
+        num_pastes=(2, 8),
+        rotation=30,
+        color_jitter=0.3,
+        blend=['hard', 'alpha', 'gaussian', 'poisson'],
+        size_mode='range',
+        size_range=(0.1, 0.4))
 
     def run(seed):
         np.random.seed(seed)
@@ -297,8 +334,14 @@ def test_determinism_under_seed(bank_two):
 def test_geometry_does_not_depend_on_blend_mode(bank_two):
     outs = {}
     for mode in ('hard', 'alpha', 'gaussian', 'poisson'):
-        t = XPaste(bank_two, classes=('cat', 'dog'), num_pastes=4, blend=mode, rotation=20,
-                   size_mode='range', size_range=(0.15, 0.3))
+        t = XPaste(
+            bank_two,
+            classes=('cat', 'dog'),
+            num_pastes=4,
+            blend=mode,
+            rotation=20,
+            size_mode='range',
+            size_range=(0.15, 0.3))
         np.random.seed(3)
         img = np.random.default_rng(0).integers(0, 256, (80, 80, 3), dtype=np.uint8)
         outs[mode] = t(make_results([(10, 10, 50, 50)], 80, 80, img=img))
@@ -311,9 +354,17 @@ def test_geometry_does_not_depend_on_blend_mode(bank_two):
 
 
 def test_random_invariants_and_ndarray_boxes(bank_two):
-    t = XPaste(bank_two, classes=('cat', 'dog'), num_pastes=(5, 15), rotation=45,
-               aspect_jitter=0.3, color_jitter=0.5, size_mode='range', size_range=(0.05, 0.5),
-               blend=['hard', 'gaussian'], min_visible_size=2)
+    t = XPaste(
+        bank_two,
+        classes=('cat', 'dog'),
+        num_pastes=(5, 15),
+        rotation=45,
+        aspect_jitter=0.3,
+        color_jitter=0.5,
+        size_mode='range',
+        size_range=(0.05, 0.5),
+        blend=['hard', 'gaussian'],
+        min_visible_size=2)
     rng = np.random.default_rng(0)
     for seed in range(8):
         np.random.seed(seed)
@@ -324,8 +375,9 @@ def test_random_invariants_and_ndarray_boxes(bank_two):
         results['gt_bboxes'] = results['gt_bboxes'].numpy()
         if seed % 2:  # flipped views with negative strides, as RandomFlip leaves them
             results['gt_masks'].masks = np.flip(results['gt_masks'].masks, 2)
-            results['gt_bboxes'] = np.stack([100 - boxes[:, 2], boxes[:, 1], 100 - boxes[:, 0],
-                                             boxes[:, 3]], 1).astype(np.float32)
+            results['gt_bboxes'] = np.stack(
+                [100 - boxes[:, 2], boxes[:, 1], 100 - boxes[:, 0], boxes[:, 3]],
+                1).astype(np.float32)
             results['img'] = np.flip(np.arange(30000, dtype=np.uint8).reshape(100, 100, 3), 1)
         n_in = len(boxes)
         out = t(results)
@@ -349,23 +401,48 @@ def test_float_image(tmp_path):
 def test_size_models(tmp_path):
     crop = textured_crop(40, 40, shape='full')
     root = write_bank(tmp_path / 'bank', [(crop, 'cat')], CATEGORIES[:1])
-    t = XPaste(root, classes=('cat', ), num_pastes=1, size_mode='range', size_range=(0.2, 0.2),
-               aspect_jitter=0.0, flip=False)
+    t = XPaste(
+        root,
+        classes=('cat', ),
+        num_pastes=1,
+        size_mode='range',
+        size_range=(0.2, 0.2),
+        aspect_jitter=0.0,
+        flip=False)
     out = t(make_results(np.zeros((0, 4)), 100, 200))
     x0, y0, x1, y1 = out['gt_bboxes'].numpy()[0]
     side = 0.2 * np.sqrt(100 * 200)  # sqrt(area) = 0.2 * sqrt(H * W)
     assert abs((x1 - x0) - side) <= 1 and abs((y1 - y0) - side) <= 1
     # clipped to max_size_ratio * shorter side
-    t = XPaste(root, classes=('cat', ), num_pastes=1, size_mode='range', size_range=(0.9, 0.9),
-               aspect_jitter=0.0, flip=False, max_size_ratio=0.5)
+    t = XPaste(
+        root,
+        classes=('cat', ),
+        num_pastes=1,
+        size_mode='range',
+        size_range=(0.9, 0.9),
+        aspect_jitter=0.0,
+        flip=False,
+        max_size_ratio=0.5)
     out = t(make_results(np.zeros((0, 4)), 100, 200))
     x0, y0, x1, y1 = out['gt_bboxes'].numpy()[0]
     assert abs((x1 - x0) - 50) <= 1 and abs((y1 - y0) - 50) <= 1
     # class statistics: a class with mean 0.1 and no spread
-    stats = {'format': SIZE_STATS_FORMAT, 'version': SIZE_STATS_VERSION,
-             'categories': {'cat': {'count': 5, 'mean': 0.1, 'std': 0.0}}}
-    t = XPaste(dict(type='InstanceBank', root=root, size_stats=stats), classes=('cat', ),
-               num_pastes=1, aspect_jitter=0.0)
+    stats = {
+        'format': SIZE_STATS_FORMAT,
+        'version': SIZE_STATS_VERSION,
+        'categories': {
+            'cat': {
+                'count': 5,
+                'mean': 0.1,
+                'std': 0.0
+            }
+        }
+    }
+    t = XPaste(
+        dict(type='InstanceBank', root=root, size_stats=stats),
+        classes=('cat', ),
+        num_pastes=1,
+        aspect_jitter=0.0)
     out = t(make_results(np.zeros((0, 4)), 100, 200))
     x0, y0, x1, y1 = out['gt_bboxes'].numpy()[0]
     side = max(0.1 * np.sqrt(100 * 200), 10)
@@ -373,8 +450,7 @@ def test_size_models(tmp_path):
 
 
 def test_sampling_override(bank_two):
-    t = XPaste(dict(type='InstanceBank', root=bank_two), classes=('cat', 'dog'),
-               sampling='uniform')
+    t = XPaste(dict(type='InstanceBank', root=bank_two), classes=('cat', 'dog'), sampling='uniform')
     assert t.bank.sampling == 'uniform'
     with pytest.raises(TypeError, match='sampling'):
         XPaste(InstanceBank(bank_two), classes=('cat', 'dog'), sampling='uniform')
@@ -418,8 +494,12 @@ def test_resolve_class_names_and_repr(bank_two):
 
 def test_registered_and_built_from_config(bank_two):
     from mmdet.registry import TRANSFORMS
-    t = TRANSFORMS.build(dict(type='XPaste', bank=dict(type='InstanceBank', root=bank_two),
-                              classes=['cat', 'dog'], num_pastes=2))
+    t = TRANSFORMS.build(
+        dict(
+            type='XPaste',
+            bank=dict(type='InstanceBank', root=bank_two),
+            classes=['cat', 'dog'],
+            num_pastes=2))
     assert isinstance(t, XPaste) and len(t.bank) == 6
 
 
@@ -432,14 +512,24 @@ def make_tiny_lvis(root, classes, num_images=6, size=(64, 80)):
     h, w = size
     for i in range(1, num_images + 1):
         name = f'{i:012d}.jpg'
-        cv2.imwrite(str(root / 'train2017' / name),
-                    rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
-        images.append(dict(id=i, height=h, width=w, neg_category_ids=[],
-                           not_exhaustive_category_ids=[],
-                           coco_url=f'http://images.cocodataset.org/train2017/{name}'))
+        cv2.imwrite(str(root / 'train2017' / name), rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        images.append(
+            dict(
+                id=i,
+                height=h,
+                width=w,
+                neg_category_ids=[],
+                not_exhaustive_category_ids=[],
+                coco_url=f'http://images.cocodataset.org/train2017/{name}'))
         x, y = int(rng.integers(0, w - 20)), int(rng.integers(0, h - 20))
-        anns.append(dict(id=i, image_id=i, category_id=1, bbox=[x, y, 16, 14], area=16 * 14,
-                         segmentation=[[x, y, x + 16, y, x + 16, y + 14, x, y + 14]]))
+        anns.append(
+            dict(
+                id=i,
+                image_id=i,
+                category_id=1,
+                bbox=[x, y, 16, 14],
+                area=16 * 14,
+                segmentation=[[x, y, x + 16, y, x + 16, y + 14, x, y + 14]]))
     cats = [dict(id=i + 1, name=n, frequency='r', image_count=1) for i, n in enumerate(classes)]
     path = root / 'lvis_v1_train.json'
     path.write_text(json.dumps(dict(images=images, annotations=anns, categories=cats)))
@@ -462,18 +552,34 @@ def test_dataloader_workers_lvis_class_balanced(tmp_path, bank_two):
         dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
         dict(type='Resize', scale=(96, 96), keep_ratio=True),
         dict(type='RandomFlip', prob=0.5),
-        dict(type='XPaste', bank=dict(type='InstanceBank', root=bank_two), classes=classes,
-             num_pastes=(1, 4), size_mode='range', size_range=(0.1, 0.3), min_visible_size=2),
+        dict(
+            type='XPaste',
+            bank=dict(type='InstanceBank', root=bank_two),
+            classes=classes,
+            num_pastes=(1, 4),
+            size_mode='range',
+            size_range=(0.1, 0.3),
+            min_visible_size=2),
     ]
-    cfg = dict(type='ClassBalancedDataset', oversample_thr=1e-3,
-               dataset=dict(type='LVISV1Dataset', data_root=str(tmp_path / 'lvis'),
-                            ann_file=osp.basename(ann_file), data_prefix=dict(img=''),
-                            metainfo=dict(classes=classes), pipeline=pipeline))
+    cfg = dict(
+        type='ClassBalancedDataset',
+        oversample_thr=1e-3,
+        dataset=dict(
+            type='LVISV1Dataset',
+            data_root=str(tmp_path / 'lvis'),
+            ann_file=osp.basename(ann_file),
+            data_prefix=dict(img=''),
+            metainfo=dict(classes=classes),
+            pipeline=pipeline))
 
     def run():
         dataset = DATASETS.build(copy.deepcopy(cfg))
         loader = torch.utils.data.DataLoader(
-            dataset, batch_size=2, num_workers=2, collate_fn=pseudo_collate, shuffle=False,
+            dataset,
+            batch_size=2,
+            num_workers=2,
+            collate_fn=pseudo_collate,
+            shuffle=False,
             worker_init_fn=partial(worker_init_fn, num_workers=2, rank=0, seed=123))
         return [s for batch in loader for s in _unbatch(batch)]
 
@@ -510,10 +616,12 @@ def load_tool(name):
 
 def test_benchmark_tool_runs_small(tmp_path, capsys):
     bench = load_tool('benchmark_paste')
-    out = bench.main(['--size', '128', '--num-instances', '3', '--num-pastes', '2', '--repeats',
-                      '1', '--bank-size', '4', '--index-instances', '3000', '--json',
-                      '--work-dir', str(tmp_path)])
-    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    out = bench.main([
+        '--size', '128', '--num-instances', '3', '--num-pastes', '2', '--repeats', '1',
+        '--bank-size', '4', '--index-instances', '3000', '--json', '--work-dir',
+        str(tmp_path)
+    ])
+    printed = json.loads(capsys.readouterr().out)  # stdout holds exactly one JSON object
     for key in ('ratio_warm', 'ratio_cold', 'index_bytes_per_instance', 'copypaste_ms',
                 'xpaste_warm_ms', 'xpaste_cold_ms', 'xpaste_warm_ms_by_pastes'):
         assert key in printed and key in out
@@ -529,18 +637,29 @@ def test_browse_tool_writes_samples(tmp_path, bank_two):
     pipeline = [
         dict(type='LoadImageFromFile'),
         dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-        dict(type='XPaste', bank=bank_two, classes=list(classes), num_pastes=3,
-             size_mode='range', size_range=(0.15, 0.3)),
+        dict(
+            type='XPaste',
+            bank=bank_two,
+            classes=list(classes),
+            num_pastes=3,
+            size_mode='range',
+            size_range=(0.15, 0.3)),
         dict(type='PackDetInputs'),
     ]
     cfg = dict(
         default_scope='mmdet',
         custom_imports=dict(imports=['xpaste.datasets'], allow_failed_imports=False),
-        train_dataloader=dict(dataset=dict(
-            type='ClassBalancedDataset', oversample_thr=1e-3,
-            dataset=dict(type='LVISV1Dataset', data_root=str(tmp_path / 'lvis'),
-                         ann_file=osp.basename(ann_file), data_prefix=dict(img=''),
-                         metainfo=dict(classes=classes), pipeline=pipeline))),
+        train_dataloader=dict(
+            dataset=dict(
+                type='ClassBalancedDataset',
+                oversample_thr=1e-3,
+                dataset=dict(
+                    type='LVISV1Dataset',
+                    data_root=str(tmp_path / 'lvis'),
+                    ann_file=osp.basename(ann_file),
+                    data_prefix=dict(img=''),
+                    metainfo=dict(classes=classes),
+                    pipeline=pipeline))),
         visualizer=dict(type='DetLocalVisualizer'))
     cfg_file = tmp_path / 'browse_cfg.py'
     cfg_file.write_text('\n'.join(f'{k} = {v!r}' for k, v in cfg.items()))
