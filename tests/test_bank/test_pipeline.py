@@ -188,11 +188,18 @@ def test_two_ranks_give_the_same_bank(reference, toy_json, tmp_path, monkeypatch
 
 
 def test_rank_waits_for_other_ranks_outputs(toy_json, tmp_path):
+    """8 chunks on 3 ranks: class 2's chunks are on ranks 1 and 2; rank 2 filters it."""
     cfg = make_cfg(tmp_path, toy_json)
-    build(cfg, ['generate', 'segment'], rank=0, world_size=2)
-    with pytest.raises(TimeoutError, match=r'chunk outputs needed by the filter stage missing'):
-        build(dict(cfg, dist=dict(wait_timeout=0.2, poll_interval=0.05)), ['filter'], rank=0,
-              world_size=2)
+    builder = BankBuilder(cfg, rank=2, world_size=3)
+    assert [c.cat for c in builder.my_chunks()] == [2, 3, 3]
+    assert builder.my_classes() == [2, 3]
+    assert [BankBuilder(cfg, rank=r, world_size=3).my_classes() for r in (0, 1)] == [[0], [1]]
+    cfg['dist'] = dict(wait_timeout=0.2, poll_interval=0.05)
+    with pytest.raises(TimeoutError, match=r'2 chunk outputs needed by the filter stage missing '
+                       r'after waiting 0 s: gen output of 00003-[a-z_]+/c00000, classical'):
+        build(cfg, ['generate', 'segment', 'score', 'filter'], rank=2, world_size=3)
+    assert osp.isfile(builder.filter_path(3))  # class 3 was filtered as soon as it was done
+    assert not osp.isfile(builder.filter_path(2))
 
 
 def test_filter_reruns_alone_from_saved_outputs(reference, toy_json, tmp_path, monkeypatch):
@@ -267,7 +274,8 @@ def test_folder_source_with_corrupt_image_and_empty_class(toy_json, tmp_path):
 
 
 class FlakyPipe:
-    """A text-to-image pipeline stand-in: toy images, NaN for image 1, black for image 2."""
+    """A text-to-image pipeline stand-in: toy images, of every 3 images of a batch the second
+    has a NaN and the third is black."""
 
     def __call__(self, prompt, generator, **kwargs):
         cat = toy_categories(1, seed=0)[0]
@@ -276,8 +284,8 @@ class FlakyPipe:
             image, _ = render_single_instance(cat, np.random.default_rng(g.initial_seed()), 96)
             images.append(image[..., ::-1].astype(np.float32) / 255)
         images = np.stack(images)
-        images[1, 5, 5] = np.nan
-        images[2] = 0
+        images[1::3, 5, 5] = np.nan
+        images[2::3] = 0
         return SimpleNamespace(images=images, nsfw_content_detected=None)
 
     def to(self, *a, **k):
@@ -341,3 +349,58 @@ def test_chunks_cover_each_class(toy_json, tmp_path):
     chunks = builder.chunks()
     assert chunks[:3] == [Chunk(0, 0, 0, 3), Chunk(0, 1, 3, 6), Chunk(0, 2, 6, 7)]
     assert sum(len(c) for c in chunks) == 7 * NUM_CLASSES
+
+
+@pytest.mark.parametrize('config', sorted(glob.glob('configs/bank/*.py')))
+def test_bank_configs_build_their_components(config):
+    from mmengine.config import Config
+
+    from xpaste.bank.clip_scoring import ClipScorer
+    from xpaste.bank.filters import InstanceFilter
+    from xpaste.bank.segmenters import build_segmenters
+    from xpaste.bank.sources import build_source
+    cfg = merge_defaults(Config.fromfile(config).to_dict())
+    build_source(cfg['source'])
+    build_segmenters(cfg['segment']['segmenters'])
+    InstanceFilter(**cfg['filter'])
+    if cfg['score'] is not None:
+        ClipScorer(**cfg['score'])
+
+
+@pytest.mark.slow
+def test_pipeline_with_tiny_real_models(toy_json, tmp_path):
+    """Diffusers generator, classical + SAM ensemble and CLIP scoring, all loaded from disk
+    through the real loading code, through the command line."""
+    from tools.bank.build import main
+
+    from xpaste.bank.random_models import (TINY_OPEN_CLIP, TINY_SAM_TYPE, save_sd_pipeline,
+                                           save_tiny_open_clip, save_tiny_sam)
+    cfg = make_cfg(
+        tmp_path / 'work', toy_json, images_per_class=4, chunk_size=2,
+        categories=dict(max_classes=2),
+        source=dict(type='DiffusersSource', model=save_sd_pipeline(str(tmp_path / 'sd')),
+                    dtype='float32', num_inference_steps=2, height=32, width=32, batch_size=3,
+                    device='cpu'),
+        segment=dict(segmenters=[
+            dict(type='BenchmarkSegmenter', work_side=32),
+            dict(type='SAMSegmenter', checkpoint=save_tiny_sam(str(tmp_path / 'sam.pth')),
+                 model_type=TINY_SAM_TYPE, device='cpu')]),
+        score=dict(model=TINY_OPEN_CLIP, pretrained=save_tiny_open_clip(str(tmp_path / 'c.pt')),
+                   device='cpu', precision='fp32'),
+        filter=dict(min_clip=None, tolerance=None, min_area=0.0, max_area=1.0))
+    # a config registers extra components with custom_imports, as in mmdet
+    cfg['custom_imports'] = dict(imports=['xpaste.bank.benchmark'], allow_failed_imports=False)
+    cfg_path = tmp_path / 'cfg.py'
+    cfg_path.write_text('\n'.join(f'{k} = {v!r}' for k, v in cfg.items()))
+    main([str(cfg_path)])
+    assert len(glob.glob(str(tmp_path / 'work' / 'score' / '*' / '*.npz'))) == 4
+    rows = bank_rows(str(tmp_path / 'work' / 'bank'))
+    assert rows and all(r['clip_score'] is not None and r['image_score'] is not None
+                        for r in rows)
+    assert {r['segmenter_name'] for r in rows} <= {'classical', 'sam'}
+    filt = json.load(open(glob.glob(str(tmp_path / 'work' / 'filter' / '*.json'))[0]))
+    assert filt['dedup'] == 'clip' and filt['class_max'] is not None
+    manifest = json.load(open(tmp_path / 'work' / 'bank' / 'manifest.json'))
+    assert [s['type'] for s in manifest['build']['segmenters']] == ['BenchmarkSegmenter',
+                                                                     'SAMSegmenter']
+    assert manifest['build']['scorer']['model'] == TINY_OPEN_CLIP

@@ -1,0 +1,69 @@
+"""Bank builder throughput against its generator, with random-weight models (no download).
+
+Runs generate -> segment -> score -> filter -> write with a random-weight generator of a real
+architecture and reports, in the same run, the images/s of the whole pipeline and of the bare
+generator, their ratio, and each stage's own images/s::
+
+    python tools/analysis/benchmark_bank.py --arch sd15 --steps 50 --batch-size 32 --json
+    python tools/analysis/benchmark_bank.py --arch sd21 --steps 1 --guidance 0 \\
+        --batch-size 64 --images 512 --vae tiny --json        # SD-Turbo-like, fast variant
+    python tools/analysis/benchmark_bank.py --tiny --json      # CPU smoke run
+"""
+import argparse
+import json
+
+from xpaste.bank.benchmark import run_benchmark
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Bank builder throughput vs the bare generator')
+    parser.add_argument(
+        '--tiny', action='store_true', help='tiny architecture, few images: a CPU smoke run')
+    parser.add_argument('--arch', choices=['sd15', 'sd21', 'tiny'], help='default: sd15')
+    parser.add_argument('--images', type=int, help='images per measurement (default 128)')
+    parser.add_argument('--batch-size', type=int, help='generator batch size (default 32)')
+    parser.add_argument('--steps', type=int, help='denoising steps (default 50)')
+    parser.add_argument(
+        '--guidance', type=float, dest='guidance_scale', help='CFG scale, 0 = no CFG (default 7.5)')
+    parser.add_argument('--resolution', type=int, help='image side (default: the arch\'s)')
+    parser.add_argument('--dtype', help='generator dtype (default float16; float32 on CPU)')
+    parser.add_argument('--device', help='default: cuda if available')
+    parser.add_argument('--vae', choices=['full', 'tiny'], help='default: full')
+    parser.add_argument('--scheduler', help='diffusers scheduler class')
+    parser.add_argument('--clip', help="open_clip architecture of the scorer, 'tiny' or 'none'")
+    parser.add_argument(
+        '--chunk-size', type=int, help='images per work unit (default: min(batch, 8))')
+    parser.add_argument('--workers', type=int, help='CPU workers (default 8)')
+    parser.add_argument('--executor', choices=['process', 'thread'])
+    parser.add_argument('--segment-side', type=int, help='classical segmenter working side')
+    parser.add_argument(
+        '--compile', action='store_true', default=None, help='torch.compile the UNet')
+    parser.add_argument('--work-dir', help='keep the build here (default: a temporary dir)')
+    parser.add_argument(
+        '--json',
+        nargs='?',
+        const='-',
+        metavar='PATH',
+        help='write the result as json to PATH (stdout without PATH)')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    options = {k: v for k, v in vars(args).items() if k not in ('tiny', 'json') and v is not None}
+    if args.tiny:
+        options = dict(dict(arch='tiny', images=16, batch_size=4, steps=2, workers=2), **options)
+    if args.work_dir:
+        options['keep'] = True
+    result = run_benchmark(**options)
+    text = json.dumps(result, indent=1)
+    if args.json == '-':
+        print(text)
+    elif args.json:
+        with open(args.json, 'w') as f:
+            f.write(text + '\n')
+    return result
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,231 @@
+"""Which cut-outs of a class go into the bank, and why the others do not.
+
+:class:`InstanceFilter` decides per class, from the measurements the earlier stages saved (image
+status, mask area ratio, connected-component ratio, CLIP scores, embeddings, perceptual hashes),
+so it reruns in seconds with other thresholds. Every dropped cut-out gets the first reason of
+:data:`DROP_REASONS` that applies:
+
+======================  ================================================================
+``black_image``         the generator gave a black image (safety checker, divergence)
+``nan_image``           the generator gave NaN/inf pixels
+``corrupt_image``       the image file could not be decoded
+``empty_mask``          no segmenter found a foreground
+``fragmented``          the largest connected component holds < ``min_component`` of the mask
+``area_small``          mask area / image area < ``min_area``
+``area_large``          mask area / image area > ``max_area``
+``clip_score``          cut-out CLIP score < ``min(min_clip, class_max - tolerance)``
+``duplicate``           near-duplicate of a kept cut-out with a higher score
+======================  ================================================================
+"""
+from typing import Optional, Sequence
+
+import cv2
+import numpy as np
+
+DROP_REASONS = ('black_image', 'nan_image', 'corrupt_image', 'empty_mask', 'fragmented',
+                'area_small', 'area_large', 'clip_score', 'duplicate')
+_STATUS_REASON = {
+    'black': 'black_image',
+    'nan': 'nan_image',
+    'corrupt': 'corrupt_image',
+    'missing': 'corrupt_image'
+}
+
+
+def perceptual_hash(image: np.ndarray) -> int:
+    """64-bit DCT perceptual hash of a BGR (or gray) uint8 image.
+
+    The 8x8 lowest frequencies of the DCT of the 32x32 gray image, thresholded at their median
+    (DC excluded). Near-identical images differ in a few bits.
+    """
+    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+    small = cv2.resize(gray, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
+    low = cv2.dct(small)[:8, :8].ravel()
+    bits = low > np.median(low[1:])
+    return int(np.packbits(bits).view('>u8')[0])
+
+
+def hamming(a: int | np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamming distances between 64-bit hash(es) ``a`` and hashes ``b``."""
+    xor = np.asarray(a, dtype=np.uint64) ^ np.asarray(b, dtype=np.uint64)
+    if hasattr(np, 'bitwise_count'):
+        return np.bitwise_count(xor).astype(np.int32)
+    bits = np.unpackbits(np.atleast_1d(xor).view(np.uint8).reshape(-1, 8), axis=-1)
+    return bits.sum(-1).astype(np.int32).reshape(np.shape(xor))
+
+
+def greedy_dedup(order: Sequence[int], is_duplicate) -> list[int]:
+    """Keep items in ``order``, dropping each item that duplicates an already kept one.
+
+    Memory stays linear in the number of items (no pairwise matrix).
+
+    Args:
+        order (Sequence[int]): Candidate positions, best first.
+        is_duplicate (callable): ``is_duplicate(i, kept) -> bool`` with ``kept`` the int array
+            of positions kept so far (non-empty).
+
+    Returns:
+        list[int]: The kept positions, in ``order``.
+    """
+    kept: list[int] = []
+    for i in order:
+        if not kept or not is_duplicate(int(i), np.asarray(kept)):
+            kept.append(int(i))
+    return kept
+
+
+class InstanceFilter:
+    """Per-class filtering of cut-outs.
+
+    Args:
+        min_clip (float, optional): Absolute CLIP score threshold (X-Paste: 21 with ViT-L/14).
+            None disables the score filter. Defaults to 21.0.
+        tolerance (float, optional): Relative threshold: a cut-out scoring at least
+            ``class_max - tolerance`` is kept even below ``min_clip`` (hard classes keep their
+            best cut-outs). None disables it. Defaults to 1.0.
+        min_area (float): Smallest mask area / image area. Defaults to 0.05.
+        max_area (float): Largest mask area / image area. Defaults to 0.95.
+        min_component (float): Smallest share of the mask in its largest connected component.
+            Defaults to 0.0 (off).
+        dedup (str, optional): Near-duplicate removal: ``'clip'`` (embedding cosine),
+            ``'phash'`` (perceptual hash), ``'auto'`` (CLIP when scored, else the hash) or None.
+            Defaults to ``'auto'``.
+        dedup_cosine (float): Cosine similarity from which two cut-outs are duplicates.
+            Defaults to 0.95.
+        dedup_hamming (int): Hash distance up to which two cut-outs are duplicates.
+            Defaults to 4.
+    """
+
+    def __init__(self,
+                 min_clip: Optional[float] = 21.0,
+                 tolerance: Optional[float] = 1.0,
+                 min_area: float = 0.05,
+                 max_area: float = 0.95,
+                 min_component: float = 0.0,
+                 dedup: Optional[str] = 'auto',
+                 dedup_cosine: float = 0.95,
+                 dedup_hamming: int = 4):
+        if not 0 <= min_area <= max_area <= 1:
+            raise ValueError(f'filter needs 0 <= min_area <= max_area <= 1, got '
+                             f'min_area={min_area!r}, max_area={max_area!r}')
+        if not 0 <= min_component <= 1:
+            raise ValueError(f'filter.min_component must be in [0, 1], got {min_component!r}')
+        if dedup not in (None, 'auto', 'clip', 'phash'):
+            raise ValueError(f"filter.dedup must be None, 'auto', 'clip' or 'phash', got "
+                             f'{dedup!r}')
+        if tolerance is not None and tolerance < 0:
+            raise ValueError(f'filter.tolerance must be >= 0 or None, got {tolerance!r}')
+        if not -1 <= dedup_cosine <= 1:
+            raise ValueError(f'filter.dedup_cosine must be in [-1, 1], got {dedup_cosine!r}')
+        if not isinstance(dedup_hamming, int) or not 0 <= dedup_hamming <= 64:
+            raise ValueError(f'filter.dedup_hamming must be an int in [0, 64], got '
+                             f'{dedup_hamming!r}')
+        self.min_clip = min_clip
+        self.tolerance = tolerance
+        self.min_area = float(min_area)
+        self.max_area = float(max_area)
+        self.min_component = float(min_component)
+        self.dedup = dedup
+        self.dedup_cosine = float(dedup_cosine)
+        self.dedup_hamming = dedup_hamming
+
+    def __call__(self,
+                 status: Sequence[str],
+                 area: np.ndarray,
+                 component: np.ndarray,
+                 clip_score: np.ndarray,
+                 phash: np.ndarray,
+                 embedding: Optional[np.ndarray] = None) -> dict:
+        """Decide for the cut-outs of one class.
+
+        Args:
+            status (Sequence[str]): Image status per cut-out (``'ok'`` or why not).
+            area (np.ndarray): Mask area ratio per cut-out (0 for an empty mask).
+            component (np.ndarray): Share of the mask in its largest component.
+            clip_score (np.ndarray): Cut-out CLIP score, NaN when not scored.
+            phash (np.ndarray): uint64 perceptual hash of the cut-out.
+            embedding (np.ndarray, optional): Normalised CLIP embeddings ``(N, D)``.
+
+        Returns:
+            dict: ``reason`` (list of str, '' when kept), ``keep`` (bool array),
+            ``threshold`` (score threshold used, None when off), ``class_max`` (best score of
+            the candidates, None when not scored), ``dedup`` (method used), ``counts``
+            ({reason: n, 'kept': n}).
+        """
+        n = len(status)
+        area = np.asarray(area, np.float64)
+        component = np.asarray(component, np.float64)
+        clip_score = np.asarray(clip_score, np.float64)
+        reason = np.array(
+            [_STATUS_REASON.get(s, 'corrupt_image') if s != 'ok' else '' for s in status],
+            dtype=object)
+        open_ = reason == ''
+        for name, bad in (('empty_mask', area
+                           <= 0), ('fragmented', component
+                                   < self.min_component), ('area_small', area
+                                                           < self.min_area), ('area_large', area
+                                                                              > self.max_area)):
+            hit = open_ & bad
+            reason[hit] = name
+            open_ &= ~hit
+        scored = open_ & np.isfinite(clip_score)
+        threshold = class_max = None
+        if scored.any():
+            class_max = float(clip_score[scored].max())
+            candidates = [
+                t for t in (self.min_clip,
+                            None if self.tolerance is None else class_max - self.tolerance)
+                if t is not None
+            ]
+            if candidates:
+                threshold = float(min(candidates))
+                hit = scored & (clip_score < threshold)
+                reason[hit] = 'clip_score'
+                open_ &= ~hit
+        method = self.dedup
+        if method == 'auto':
+            method = 'clip' if embedding is not None and len(embedding) == n and scored.any() \
+                else 'phash'
+        if method == 'clip' and (embedding is None or len(embedding) != n):
+            raise ValueError("filter.dedup='clip' needs CLIP embeddings; the score stage was "
+                             "skipped (no CLIP weights): use dedup='phash' or 'auto'")
+        if method is not None and open_.sum() > 1:
+            idx = np.flatnonzero(open_)
+            key = np.where(np.isfinite(clip_score[idx]), -clip_score[idx], 0.0)
+            order = idx[np.lexsort((idx, key))]  # best score first, then index
+            if method == 'clip':
+                emb = np.asarray(embedding, np.float32)
+
+                def is_duplicate(i, kept):
+                    return bool((emb[kept] @ emb[i] >= self.dedup_cosine).any())
+            else:
+                hashes = np.asarray(phash, np.uint64)
+
+                def is_duplicate(i, kept):
+                    return bool((hamming(hashes[i], hashes[kept]) <= self.dedup_hamming).any())
+
+            keep = np.zeros(n, bool)
+            keep[greedy_dedup(order, is_duplicate)] = True
+            hit = open_ & ~keep
+            reason[hit] = 'duplicate'
+            open_ &= ~hit
+        counts = {r: int((reason == r).sum()) for r in DROP_REASONS}
+        counts['kept'] = int(open_.sum())
+        return dict(
+            reason=[str(r) for r in reason],
+            keep=open_,
+            threshold=threshold,
+            class_max=class_max,
+            dedup=method,
+            counts=counts)
+
+    def describe(self) -> dict:
+        return dict(
+            min_clip=self.min_clip,
+            tolerance=self.tolerance,
+            min_area=self.min_area,
+            max_area=self.max_area,
+            min_component=self.min_component,
+            dedup=self.dedup,
+            dedup_cosine=self.dedup_cosine,
+            dedup_hamming=self.dedup_hamming)

@@ -1,0 +1,316 @@
+"""Random-weight models built from configs, for tests and benchmarks (nothing is downloaded).
+
+Each builder makes a model of a real architecture (or a tiny one) with random weights and, where
+the bank builder loads models from disk, saves it in the format the real loading code reads, so
+tests exercise ``from_pretrained``/``create_model_and_transforms``/``sam_model_registry``
+exactly as a real build does:
+
+- :func:`save_clip_tokenizer`: the CLIP BPE tokenizer (``vocab.json`` + ``merges.txt``) made
+  from the vocabulary open_clip ships, identical to Stable Diffusion's tokenizer.
+- :func:`build_sd_pipeline`: a ``StableDiffusionPipeline`` with SD 1.5's architecture
+  (``arch='sd15'``) or a tiny one (``arch='tiny'``).
+- :func:`register_tiny_open_clip`: a tiny open_clip model config.
+- :func:`save_tiny_sam`: a tiny segment-anything model and its checkpoint.
+- :func:`save_tiny_clipseg`: a tiny CLIPSeg model and processor.
+"""
+import json
+import os
+import os.path as osp
+import tempfile
+from typing import Optional
+
+SD15_UNET = dict(
+    sample_size=64,
+    in_channels=4,
+    out_channels=4,
+    layers_per_block=2,
+    block_out_channels=(320, 640, 1280, 1280),
+    down_block_types=('CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D',
+                      'DownBlock2D'),
+    up_block_types=('UpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D'),
+    cross_attention_dim=768,
+    attention_head_dim=8,
+    norm_num_groups=32)
+SD15_VAE = dict(
+    in_channels=3,
+    out_channels=3,
+    latent_channels=4,
+    layers_per_block=2,
+    sample_size=512,
+    block_out_channels=(128, 256, 512, 512),
+    down_block_types=('DownEncoderBlock2D', ) * 4,
+    up_block_types=('UpDecoderBlock2D', ) * 4,
+    scaling_factor=0.18215)
+SD15_TEXT = dict(
+    vocab_size=49408,
+    hidden_size=768,
+    intermediate_size=3072,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    max_position_embeddings=77,
+    hidden_act='quick_gelu',
+    projection_dim=768)
+# SD 2.1 (512 px) architecture: SD-Turbo's, the one-step distilled generator.
+SD21_UNET = dict(
+    SD15_UNET,
+    cross_attention_dim=1024,
+    attention_head_dim=(5, 10, 20, 20),
+    use_linear_projection=True)
+SD21_TEXT = dict(
+    vocab_size=49408,
+    hidden_size=1024,
+    intermediate_size=4096,
+    num_hidden_layers=23,
+    num_attention_heads=16,
+    max_position_embeddings=77,
+    hidden_act='gelu',
+    projection_dim=512)
+TINY_UNET = dict(
+    sample_size=16,
+    in_channels=4,
+    out_channels=4,
+    layers_per_block=1,
+    block_out_channels=(32, 64),
+    down_block_types=('CrossAttnDownBlock2D', 'DownBlock2D'),
+    up_block_types=('UpBlock2D', 'CrossAttnUpBlock2D'),
+    cross_attention_dim=32,
+    attention_head_dim=8,
+    norm_num_groups=32)
+TINY_VAE = dict(
+    in_channels=3,
+    out_channels=3,
+    latent_channels=4,
+    layers_per_block=1,
+    sample_size=32,
+    block_out_channels=(32, 64),
+    down_block_types=('DownEncoderBlock2D', ) * 2,
+    up_block_types=('UpDecoderBlock2D', ) * 2,
+    norm_num_groups=32)
+TINY_TEXT = dict(
+    vocab_size=49408,
+    hidden_size=32,
+    intermediate_size=37,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    max_position_embeddings=77,
+    projection_dim=32)
+SCHEDULER = dict(
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule='scaled_linear',
+    num_train_timesteps=1000,
+    steps_offset=1)
+
+TINY_OPEN_CLIP = 'xpaste-tiny-clip'
+TINY_OPEN_CLIP_CFG = dict(
+    embed_dim=32,
+    vision_cfg=dict(image_size=32, layers=1, width=32, patch_size=8, head_width=16),
+    text_cfg=dict(context_length=77, vocab_size=49408, width=32, heads=2, layers=1))
+TINY_SAM_TYPE = 'xpaste_tiny'
+
+
+def save_clip_tokenizer(out_dir: str):
+    """Write the CLIP BPE tokenizer files to ``out_dir`` and load them as a ``CLIPTokenizer``.
+
+    The vocabulary and merges are open_clip's own (the OpenAI CLIP BPE), with the special
+    tokens named as in Hugging Face checkpoints.
+    """
+    from open_clip.tokenizer import SimpleTokenizer
+    from transformers import CLIPTokenizer
+    simple = SimpleTokenizer()
+    rename = {'<start_of_text>': '<|startoftext|>', '<end_of_text>': '<|endoftext|>'}
+    vocab = {rename.get(tok, tok): idx for tok, idx in simple.encoder.items()}
+    merges = sorted(simple.bpe_ranks, key=simple.bpe_ranks.get)
+    os.makedirs(out_dir, exist_ok=True)
+    with open(osp.join(out_dir, 'vocab.json'), 'w') as f:
+        json.dump(vocab, f)
+    with open(osp.join(out_dir, 'merges.txt'), 'w') as f:
+        f.write('#version: 0.2\n' + '\n'.join(' '.join(m) for m in merges) + '\n')
+    return CLIPTokenizer(
+        osp.join(out_dir, 'vocab.json'),
+        osp.join(out_dir, 'merges.txt'),
+        pad_token='<|endoftext|>',
+        model_max_length=77)
+
+
+def build_sd_pipeline(arch: str = 'tiny',
+                      seed: int = 0,
+                      tokenizer_dir: Optional[str] = None,
+                      dtype=None,
+                      device: str = 'cpu'):
+    """A ``StableDiffusionPipeline`` with random weights (no safety checker).
+
+    Args:
+        arch (str): ``'sd15'`` (SD 1.5's UNet, VAE and text encoder: 512 px, 860 M UNet
+            parameters), ``'sd21'`` (SD 2.1 / SD-Turbo, 512 px) or ``'tiny'`` (32 px).
+            Defaults to ``'tiny'``.
+        seed (int): Seed of the random weights. Defaults to 0.
+        tokenizer_dir (str, optional): Where the tokenizer files go. Defaults to a temporary
+            directory.
+        dtype (torch.dtype, optional): Defaults to float32.
+        device (str): Defaults to ``'cpu'``.
+    """
+    import torch
+    from diffusers import (AutoencoderKL, DPMSolverMultistepScheduler, StableDiffusionPipeline,
+                           UNet2DConditionModel)
+    from transformers import CLIPTextConfig, CLIPTextModel
+    archs = {
+        'sd15': (SD15_UNET, SD15_VAE, SD15_TEXT),
+        'sd21': (SD21_UNET, SD15_VAE, SD21_TEXT),
+        'tiny': (TINY_UNET, TINY_VAE, TINY_TEXT)
+    }
+    if arch not in archs:
+        raise ValueError(f'arch must be one of {sorted(archs)}, got {arch!r}')
+    unet_cfg, vae_cfg, text_cfg = archs[arch]
+    torch.manual_seed(seed)
+    with torch.device(device):
+        unet = UNet2DConditionModel(**unet_cfg)
+        vae = AutoencoderKL(**vae_cfg)
+        text_encoder = CLIPTextModel(CLIPTextConfig(**text_cfg))
+    tokenizer = save_clip_tokenizer(tokenizer_dir or tempfile.mkdtemp(prefix='clip-tok-'))
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=DPMSolverMultistepScheduler(**SCHEDULER),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False)
+    if dtype is not None:
+        pipe.to(dtype=dtype)
+    return pipe
+
+
+def build_tiny_vae(arch: str = 'tiny', seed: int = 0, device: str = 'cpu'):
+    """A random ``AutoencoderTiny`` (TAESD's architecture for ``'sd'``, a small one for
+    ``'tiny'``)."""
+    import torch
+    from diffusers import AutoencoderTiny
+    torch.manual_seed(seed)
+    kwargs = {} if arch != 'tiny' else dict(
+        encoder_block_out_channels=(16, 16),
+        decoder_block_out_channels=(16, 16),
+        num_encoder_blocks=(1, 1),
+        num_decoder_blocks=(1, 1))
+    with torch.device(device):
+        return AutoencoderTiny(**kwargs)
+
+
+def save_sd_pipeline(out_dir: str, arch: str = 'tiny', seed: int = 0) -> str:
+    """Build a random :func:`build_sd_pipeline` and ``save_pretrained`` it to ``out_dir``."""
+    pipe = build_sd_pipeline(arch, seed, tokenizer_dir=osp.join(out_dir, '_tokenizer_src'))
+    pipe.save_pretrained(out_dir)
+    return out_dir
+
+
+def register_tiny_open_clip(config_dir: Optional[str] = None) -> str:
+    """Register the tiny open_clip config :data:`TINY_OPEN_CLIP`; returns its name."""
+    import open_clip
+    if open_clip.get_model_config(TINY_OPEN_CLIP) is None:
+        config_dir = config_dir or tempfile.mkdtemp(prefix='open-clip-cfg-')
+        path = osp.join(config_dir, f'{TINY_OPEN_CLIP}.json')
+        with open(path, 'w') as f:
+            json.dump(TINY_OPEN_CLIP_CFG, f)
+        open_clip.add_model_config(path)
+    return TINY_OPEN_CLIP
+
+
+def save_tiny_open_clip(path: str, seed: int = 0) -> str:
+    """Save the random weights of the tiny open_clip model to checkpoint file ``path``."""
+    import open_clip
+    import torch
+    name = register_tiny_open_clip()
+    torch.manual_seed(seed)
+    model = open_clip.create_model(name, pretrained=None)
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def build_tiny_sam(checkpoint: Optional[str] = None):
+    """A tiny segment-anything model (64 px input); loads ``checkpoint`` when given."""
+    from functools import partial
+
+    import torch
+    from segment_anything.modeling import (ImageEncoderViT, MaskDecoder, PromptEncoder, Sam,
+                                           TwoWayTransformer)
+    sam = Sam(
+        image_encoder=ImageEncoderViT(
+            depth=1,
+            embed_dim=32,
+            img_size=64,
+            mlp_ratio=2.0,
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+            num_heads=2,
+            patch_size=16,
+            qkv_bias=True,
+            use_rel_pos=True,
+            global_attn_indexes=(0, ),
+            window_size=0,
+            out_chans=16),
+        prompt_encoder=PromptEncoder(
+            embed_dim=16, image_embedding_size=(4, 4), input_image_size=(64, 64), mask_in_chans=4),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=3,
+            transformer=TwoWayTransformer(depth=1, embedding_dim=16, mlp_dim=32, num_heads=2),
+            transformer_dim=16,
+            iou_head_depth=1,
+            iou_head_hidden_dim=16),
+        pixel_mean=[123.675, 116.28, 103.53],
+        pixel_std=[58.395, 57.12, 57.375])
+    sam.eval()
+    if checkpoint is not None:
+        sam.load_state_dict(torch.load(checkpoint, map_location='cpu'))
+    return sam
+
+
+def save_tiny_sam(path: str, seed: int = 0) -> str:
+    """Save a random tiny SAM checkpoint to ``path`` and register its builder as
+    ``sam_model_registry['xpaste_tiny']``; returns ``path``."""
+    import torch
+    from segment_anything import sam_model_registry
+    sam_model_registry[TINY_SAM_TYPE] = build_tiny_sam
+    torch.manual_seed(seed)
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    torch.save(build_tiny_sam().state_dict(), path)
+    return path
+
+
+def save_tiny_clipseg(out_dir: str, seed: int = 0) -> str:
+    """Save a random tiny CLIPSeg model and its processor (32 px) to ``out_dir``."""
+    import torch
+    from transformers import (CLIPSegConfig, CLIPSegForImageSegmentation, CLIPSegProcessor,
+                              ViTImageProcessor)
+    torch.manual_seed(seed)
+    config = CLIPSegConfig(
+        text_config=dict(
+            vocab_size=49408,
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=77),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8),
+        projection_dim=32,
+        extract_layers=[1],
+        reduce_dim=16,
+        decoder_num_attention_heads=2,
+        decoder_intermediate_size=32)
+    model = CLIPSegForImageSegmentation(config)
+    tokenizer = save_clip_tokenizer(osp.join(out_dir, '_tokenizer_src'))
+    image_processor = ViTImageProcessor(
+        do_resize=True,
+        size=dict(height=32, width=32),
+        image_mean=[0.485, 0.456, 0.406],
+        image_std=[0.229, 0.224, 0.225])
+    processor = CLIPSegProcessor(image_processor=image_processor, tokenizer=tokenizer)
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    return out_dir
