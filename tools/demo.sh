@@ -34,7 +34,8 @@ fi
 
 step "4/5 train $CONFIG for $ITERS iterations (X-Paste from the generated bank)"
 $PY tools/train.py $CONFIG --work-dir $WORK/train --cfg-options \
-  train_cfg.max_iters=$ITERS train_cfg.val_interval=$ITERS default_hooks.checkpoint.interval=$ITERS
+  train_cfg.max_iters=$ITERS default_hooks.checkpoint.interval=$ITERS \
+  val_cfg=None val_dataloader=None val_evaluator=None  # evaluated once, in step 5
 
 step "5/5 LVIS evaluation of the last checkpoint (AP, APr, APc, APf; box and mask)"
 $PY tools/test.py $CONFIG $WORK/train/iter_$ITERS.pth --work-dir $WORK/test
