@@ -1,13 +1,11 @@
 """tools/train.py and tools/test.py through main(argv): train -> checkpoint -> resume -> test."""
 import json
 import os.path as osp
-import sys
 
 import pytest
 
-sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..', 'tools'))
-import test as test_tool  # noqa: E402
-import train as train_tool  # noqa: E402
+from tools import test as test_tool
+from tools import train as train_tool
 
 CONFIG = 'configs/toy/mask-rcnn_r18-slim_fpn_1xb4-1k_toy-lvis.py'
 

@@ -1,0 +1,11 @@
+# Ablation, blending: the cut-out's own alpha channel, unfeathered (X-Paste: Gaussian-feathered).
+_base_ = '../lvis/mask-rcnn_r50_fpn_8xb2-sample1e-3-ms-xpaste-2x_lvis-v1.py'
+
+# ---- frequently modified parameters ----
+paste_blend = 'alpha'
+
+xpaste = _base_.xpaste
+xpaste.blend = paste_blend
+train_pipeline = _base_.train_pipeline
+train_pipeline[-2] = xpaste  # the paste step, just before PackDetInputs
+train_dataloader = dict(dataset=dict(dataset=dict(pipeline=train_pipeline)))

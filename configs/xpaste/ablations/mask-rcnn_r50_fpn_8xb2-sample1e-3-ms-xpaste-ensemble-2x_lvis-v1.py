@@ -1,0 +1,15 @@
+# Ablation, segmenter: the generated bank segmented by the paper's ensemble (classical + SAM +
+# CLIPSeg on every image, the cut-out with the best CLIP score kept); X-Paste's bank uses the
+# classical segmenter alone. Built from the same images:
+#   python tools/bank/build.py configs/bank/lvis_sd15_ensemble.py --work-dir work_dirs/lvis_sd15 \
+#       --bank-dir data/banks/lvis_sd15_ensemble
+_base_ = '../lvis/mask-rcnn_r50_fpn_8xb2-sample1e-3-ms-xpaste-2x_lvis-v1.py'
+
+# ---- frequently modified parameters ----
+bank_root = 'data/banks/lvis_sd15_ensemble'
+
+xpaste = _base_.xpaste
+xpaste.bank.root = bank_root
+train_pipeline = _base_.train_pipeline
+train_pipeline[-2] = xpaste  # the paste step, just before PackDetInputs
+train_dataloader = dict(dataset=dict(dataset=dict(pipeline=train_pipeline)))

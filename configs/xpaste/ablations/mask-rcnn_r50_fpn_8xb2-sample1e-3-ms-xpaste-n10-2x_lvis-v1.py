@@ -1,0 +1,11 @@
+# Ablation, number of pastes: 0..9 pastes per image (X-Paste: 0..19).
+_base_ = '../lvis/mask-rcnn_r50_fpn_8xb2-sample1e-3-ms-xpaste-2x_lvis-v1.py'
+
+# ---- frequently modified parameters ----
+num_pastes = (0, 10)
+
+xpaste = _base_.xpaste
+xpaste.num_pastes = num_pastes
+train_pipeline = _base_.train_pipeline
+train_pipeline[-2] = xpaste  # the paste step, just before PackDetInputs
+train_dataloader = dict(dataset=dict(dataset=dict(pipeline=train_pipeline)))
