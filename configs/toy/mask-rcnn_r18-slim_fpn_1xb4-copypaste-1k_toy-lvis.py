@@ -3,6 +3,10 @@
 _base_ = './mask-rcnn_r18-slim_fpn_1xb4-xpaste-1k_toy-lvis.py'
 
 bank_root = 'data/banks/toy_train_instances'
+bank = _base_.bank
+bank.root = bank_root
+xpaste = _base_.xpaste
+xpaste.bank = bank
 train_pipeline = _base_.train_pipeline
-train_pipeline[-2].bank.root = bank_root  # the XPaste step, just before PackDetInputs
+train_pipeline[-2] = xpaste  # the XPaste step, just before PackDetInputs
 train_dataloader = dict(dataset=dict(dataset=dict(pipeline=train_pipeline)))

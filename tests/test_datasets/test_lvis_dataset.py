@@ -3,7 +3,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from mmengine.structures import InstanceData
 from pycocotools import mask as mask_util
 
 from xpaste.datasets import LVISV1JsonDataset  # registers everything

@@ -21,7 +21,7 @@ from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
 from xpaste.datasets.lvis import COCO_URL_PREFIX
-from .stats import compute_size_stats, load_annotations
+from .stats import compute_size_stats, load_annotations, select_categories
 from .storage import BankWriter, finalize_bank, package_versions
 
 ANNOTATION_SEGMENTER = 'annotation'
@@ -119,15 +119,7 @@ def build_bank_from_annotations(ann_file, img_prefix, out_root, *, max_side: int
     if not osp.isdir(img_prefix):
         raise FileNotFoundError(f'image prefix folder not found: {img_prefix}')
     data = load_annotations(ann_file)
-    file_cats = data['categories']
-    if categories is not None:
-        known = {c['name'] for c in file_cats}
-        unknown = [c for c in categories if c not in known]
-        if unknown:
-            raise ValueError(f'{ann_file}: unknown categories {unknown[:10]} '
-                             f'({len(unknown)} not in the file)')
-        wanted = set(categories)
-        file_cats = [c for c in file_cats if c['name'] in wanted]
+    file_cats, _ = select_categories(data, categories, ann_file)
     bank_cats = [{k: c[k] for k in ('id', 'name', 'frequency') if k in c} for c in file_cats]
     cat_name = {c['id']: c['name'] for c in file_cats}
     images = {img['id']: img for img in data['images']}

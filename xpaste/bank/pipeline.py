@@ -49,9 +49,10 @@ import numpy as np
 from mmengine.logging import print_log
 
 from .clip_scoring import build_scorer, prepare_cutout, prepare_whole
-from .dist import (atomic_write_bytes, atomic_write_json, atomic_write_npz, barrier, block_bounds,
-                   block_owner, fingerprint, get_dist_info, json_from_npz, json_in_npz, read_json,
-                   read_npz, wait_for)
+from xpaste.utils.fileio import (atomic_write_bytes, atomic_write_json, atomic_write_npz,
+                                 read_json, read_npz)
+from .dist import (barrier, block_bounds, block_owner, fingerprint, get_dist_info, json_from_npz,
+                   json_in_npz, wait_for)
 from .filters import DROP_REASONS, InstanceFilter, perceptual_hash
 from .hub import local_rank_from_env
 from .prompts import PromptBank, load_categories
@@ -1147,7 +1148,7 @@ class BankBuilder:
 
     def finalize(self) -> dict:
         """Merge every class part into the bank (rank 0; waits for the other ranks)."""
-        from .storage import finalize_bank, package_versions, read_manifest
+        from .storage import finalize_bank, read_manifest
         cats = list(range(len(self.categories)))
         wait_for(
             cats,

@@ -21,7 +21,7 @@ from typing import Callable, Optional, Sequence
 import cv2
 import numpy as np
 
-from .dist import atomic_write_bytes, atomic_write_json
+from xpaste.utils.fileio import atomic_write_bytes, atomic_write_json
 from .filters import DROP_REASONS
 from .prompts import display_name
 from .segmenters import mask_box

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .storage import atomic_write_json
+from xpaste.utils.fileio import atomic_write_json
 
 SIZE_STATS_FORMAT = 'xpaste-size-stats'
 SIZE_STATS_VERSION = 1
@@ -41,7 +41,9 @@ def load_annotations(ann) -> dict:
     return ann
 
 
-def _category_lookup(data: dict, categories: Sequence[str] | None, where: str):
+def select_categories(data: dict, categories: Sequence[str] | None, where: str):
+    """The json's categories, restricted to ``categories`` (names) if given, and a map from
+    category id to position in that list; unknown names raise ``ValueError`` naming ``where``."""
     cats = data['categories']
     names = [c['name'] for c in cats]
     if categories is not None:
@@ -76,7 +78,7 @@ def compute_size_stats(ann, categories: Sequence[str] | None = None,
     source = os.fspath(ann) if isinstance(ann, (str, os.PathLike)) else ''
     data = load_annotations(ann)
     where = source or 'annotation dict'
-    cats, id_to_pos = _category_lookup(data, categories, where)
+    cats, id_to_pos = select_categories(data, categories, where)
     img_area = {}
     for img in data['images']:
         try:
@@ -207,7 +209,7 @@ def class_frequency(ann, categories: Sequence[str] | None = None) -> dict[str, i
     """
     where = os.fspath(ann) if isinstance(ann, (str, os.PathLike)) else 'annotation dict'
     data = load_annotations(ann)
-    cats, id_to_pos = _category_lookup(data, categories, where)
+    cats, id_to_pos = select_categories(data, categories, where)
     if cats and all('image_count' in c for c in cats):
         return {c['name']: int(c['image_count']) for c in cats}
     pairs = {(id_to_pos[a['category_id']], a['image_id'])

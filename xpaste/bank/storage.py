@@ -26,6 +26,8 @@ from importlib import metadata
 import cv2
 import numpy as np
 
+from xpaste.utils.fileio import atomic_write_bytes, atomic_write_json
+
 SCHEMA_VERSION = 1
 BANK_FORMAT = 'xpaste-bank'
 PART_FORMAT = 'xpaste-bank-part'
@@ -74,40 +76,6 @@ _STRING_ID_MAX = {'segmenter': np.iinfo(np.uint8).max, 'source': np.iinfo(np.int
 # --------------------------------------------------------------------------------------------
 # small helpers: atomic writes, paths, validation
 # --------------------------------------------------------------------------------------------
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file in the same folder, fsync,
-    ``os.replace``): a killed process leaves the old file or the new one, never a mix.
-
-    Args:
-        path (str): Destination file; its folder is created if needed.
-        data (bytes): Content.
-    """
-    path = os.fspath(path)
-    dirname = osp.dirname(osp.abspath(path))
-    os.makedirs(dirname, exist_ok=True)
-    tmp = osp.join(dirname, f'.{osp.basename(path)}.tmp-{os.getpid()}')
-    with open(tmp, 'wb') as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: str, obj) -> None:
-    """Write ``obj`` to ``path`` atomically as strict JSON (NaN/Infinity refused; use ``None``).
-
-    Args:
-        path (str): Destination file.
-        obj: JSON-serialisable object.
-    """
-    try:
-        text = json.dumps(obj, indent=1, allow_nan=False, ensure_ascii=False)
-    except ValueError as e:
-        raise ValueError(f'{path}: cannot write non-finite numbers (NaN/Infinity) to JSON; '
-                         f'use None instead ({e})') from e
-    atomic_write_bytes(path, (text + '\n').encode('utf-8'))
-
-
 def _atomic_save_npy(path: str, array: np.ndarray) -> None:
     buf = io.BytesIO()
     np.save(buf, array, allow_pickle=False)

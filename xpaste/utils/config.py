@@ -2,7 +2,7 @@
 import os.path as osp
 from typing import Optional
 
-from mmengine.config import Config, DictAction  # noqa: F401  (DictAction re-exported for tools)
+from mmengine.config import Config
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None,

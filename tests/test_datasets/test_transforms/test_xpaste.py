@@ -668,3 +668,30 @@ def test_browse_tool_writes_samples(tmp_path, bank_two):
     for f in files:
         img = cv2.imread(f)
         assert img is not None and img.shape == (64, 80, 3)
+
+
+def test_bank_that_does_not_exist_yet_opens_on_first_use(tmp_path):
+    """A config may name a bank before it is built: the pipeline builds, the first call opens it."""
+    root = tmp_path / 'later'
+    t = XPaste(dict(type='InstanceBank', root=str(root)), classes=('cat', 'bird'), num_pastes=4,
+               **exact_paste_kwargs())
+    assert t._bank is None
+    items = [(textured_crop(20, 20, seed=0), 'cat'), (textured_crop(20, 20, seed=1), 'dog')]
+    write_bank(root, items)
+    with pytest.raises(ValueError, match=r"\['dog'\]"):
+        t(make_results(np.zeros((0, 4))))
+
+
+def test_classes_from_annotation_json(tmp_path):
+    ann = tmp_path / 'ann.json'
+    ann.write_text(json.dumps({
+        'images': [], 'annotations': [],
+        'categories': [{'id': 2, 'name': 'dog'}, {'id': 1, 'name': 'cat'}]}))
+    assert resolve_class_names(str(ann)) == ('cat', 'dog')  # id order, as the dataset labels
+    items = [(textured_crop(20, 20, seed=0), 'cat'), (textured_crop(20, 20, seed=1), 'dog')]
+    root = write_bank(tmp_path / 'bank', items)
+    t = XPaste(root, classes=str(ann), num_pastes=8, **exact_paste_kwargs())
+    out = t(make_results(np.zeros((0, 4))))
+    assert set(out['gt_bboxes_labels'].tolist()) <= {0, 1} and len(out['gt_bboxes_labels']) > 0
+    with pytest.raises(FileNotFoundError, match='missing.json'):
+        XPaste(root, classes=str(tmp_path / 'missing.json')).classes
