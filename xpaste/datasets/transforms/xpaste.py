@@ -315,9 +315,11 @@ class XPaste(BaseTransform):
             raise TypeError(f'sampling must be a string or None, got {sampling!r}')
         self.sampling = sampling
         self._classes_arg = classes if isinstance(classes, str) else None
-        # A json path is read on first use (the file may not exist yet when a config is built);
-        # every other form is checked now.
-        self._classes = None if _is_json_path(classes) else resolve_class_names(classes)
+        # Checked now, once, in the main process (workers receive the names with the pickled
+        # transform); only a json that does not exist yet (a config built before its data) is
+        # read on first use.
+        self._classes = (None if _is_json_path(classes) and not os.path.isfile(classes) else
+                         resolve_class_names(classes))
         self._classes_src = classes
         self.bank_cfg = bank
         self._bank = None
