@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from mmdet.registry import DATASETS
 
-from xpaste.bank.storage import (BankReader, BankWriter, commit_part, empty_index,
+from xpaste.bank import (BankReader, BankWriter, commit_part, empty_index,
                                  encode_bgra, finalize_bank, index_nbytes)
 from xpaste.datasets import InstanceBank, build_instance_bank
 

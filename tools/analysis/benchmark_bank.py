@@ -12,7 +12,7 @@ generator, their ratio, and each stage's own images/s::
 import argparse
 import json
 
-from xpaste.bank.benchmark import run_benchmark
+from xpaste.testing.benchmark import run_benchmark
 
 
 def parse_args(argv=None):

@@ -107,7 +107,7 @@ def textured(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 
 def write_synthetic_bank(root: str, n: int, categories: list, sides: tuple, seed: int = 0) -> str:
     """Write ``n`` textured instances (crop sides in ``sides``, WebP) with BankWriter."""
-    from xpaste.bank.storage import BankWriter, finalize_bank
+    from xpaste.bank import BankWriter, finalize_bank
     rng = np.random.default_rng(seed)
     with BankWriter(root, categories=categories, image_format='webp', mode='w') as writer:
         for i in tqdm(range(n), desc='synthetic bank', leave=False):
@@ -161,8 +161,7 @@ def median_ms(fn, make_input, repeats: int, desc: str, seed0: int = 0) -> float:
 
 def measure_index_memory(root: str, n: int, categories: list) -> dict:
     """Index bytes per instance of a synthetic ``n``-instance bank (one shared stored crop)."""
-    from xpaste.bank.storage import INDEX_COLUMNS, commit_part, empty_index, encode_bgra
-    from xpaste.bank.storage import finalize_bank
+    from xpaste.bank import INDEX_COLUMNS, commit_part, empty_index, encode_bgra, finalize_bank
     from xpaste.datasets.instance_bank import InstanceBank
     part = 'part-00000'
     pdir = osp.join(root, 'parts', part)

@@ -17,8 +17,8 @@ import uuid
 from mmengine.config import DictAction
 from mmengine.logging import MMLogger
 
-from xpaste.bank.dist import get_dist_info, init_process_group
-from xpaste.bank.pipeline import STAGES, BankBuilder
+from xpaste.builder.dist import get_dist_info, init_process_group
+from xpaste.builder.pipeline import STAGES, BankBuilder
 from xpaste.utils.config import load_config
 
 

@@ -7,7 +7,7 @@ Example::
 """
 import argparse
 
-from xpaste.bank.from_annotations import build_bank_from_annotations
+from xpaste.builder.from_annotations import build_bank_from_annotations
 
 
 def parse_args(argv=None):

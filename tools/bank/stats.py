@@ -10,8 +10,7 @@ import argparse
 
 from mmengine.logging import print_log
 
-from xpaste.bank.stats import compute_size_stats, save_size_stats
-from xpaste.bank.storage import finalize_bank
+from xpaste.bank import compute_size_stats, finalize_bank, save_size_stats
 
 
 def parse_args(argv=None):

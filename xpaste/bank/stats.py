@@ -17,45 +17,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from xpaste.utils.fileio import atomic_write_json
+from .annotations import load_annotations, select_categories
 
 SIZE_STATS_FORMAT = 'xpaste-size-stats'
 SIZE_STATS_VERSION = 1
 SIZE_MEASURE = 'sqrt(area / (image_width * image_height))'
-
-
-def load_annotations(ann) -> dict:
-    """Load and check a COCO/LVIS annotation JSON, or check an already loaded dict.
-
-    Args:
-        ann (str | dict): Path to the JSON file or the loaded dict.
-
-    Returns:
-        dict: The annotation dict (checked by
-        :func:`xpaste.datasets.lvis.check_lvis_annotations`).
-    """
-    # imported here: xpaste.datasets imports this module (InstanceBank's class frequencies)
-    from xpaste.datasets.lvis import check_lvis_annotations, load_lvis_annotations
-    if isinstance(ann, (str, os.PathLike)):
-        return load_lvis_annotations(os.fspath(ann))
-    check_lvis_annotations(ann, 'annotation dict')
-    return ann
-
-
-def select_categories(data: dict, categories: Sequence[str] | None, where: str):
-    """The json's categories, restricted to ``categories`` (names) if given, and a map from
-    category id to position in that list; unknown names raise ``ValueError`` naming ``where``."""
-    cats = data['categories']
-    names = [c['name'] for c in cats]
-    if categories is not None:
-        known = set(names)
-        unknown = [n for n in categories if n not in known]
-        if unknown:
-            raise ValueError(f'{where}: unknown categories {unknown[:10]} '
-                             f'({len(unknown)} not in the file\'s {len(names)} categories)')
-        wanted = set(categories)
-        cats = [c for c in cats if c['name'] in wanted]
-    id_to_pos = {c['id']: i for i, c in enumerate(cats)}
-    return cats, id_to_pos
 
 
 def compute_size_stats(ann, categories: Sequence[str] | None = None,

@@ -10,9 +10,8 @@ import numpy as np
 from mmdet.registry import DATASETS
 from mmengine.logging import print_log
 
-from xpaste.bank.stats import class_frequency as _class_frequency_from_annotations
-from xpaste.bank.stats import load_size_stats
-from xpaste.bank.storage import BankReader, read_manifest
+from xpaste.bank import BankReader, load_size_stats, read_manifest
+from xpaste.bank import class_frequency as _class_frequency_from_annotations
 
 SAMPLING_MODES = ('uniform', 'class_balanced', 'frequency')
 

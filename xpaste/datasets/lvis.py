@@ -9,95 +9,16 @@ dataloader worker.
 """
 import os.path as osp
 from collections import defaultdict
-from typing import List, Optional, Sequence
+from typing import List
 
-from mmengine.fileio import get_local_path, load
 from mmdet.datasets import LVISV1Dataset
 from mmdet.registry import DATASETS
 
-COCO_URL_PREFIX = 'http://images.cocodataset.org/'
+from xpaste.bank.annotations import (COCO_URL_PREFIX, AnnotationError, check_lvis_annotations,
+                                     load_lvis_annotations, lvis_class_names, names_from_ann_file)
 
-REQUIRED_FIELDS = {
-    'images': ('id', 'height', 'width'),
-    'annotations': ('id', 'image_id', 'category_id', 'bbox'),
-    'categories': ('id', 'name'),
-}
-# Fields LVIS evaluation (lvis.LVISEval, used by mmdet's LVISMetric) reads as well.
-LVIS_EVAL_FIELDS = {
-    'images': ('neg_category_ids', 'not_exhaustive_category_ids'),
-    'categories': ('frequency', ),
-}
-
-
-class AnnotationError(ValueError):
-    """An annotation file that cannot be used as it is."""
-
-
-def check_lvis_annotations(data: dict, ann_file: str, for_evaluation: bool = False) -> None:
-    """Check an LVIS/COCO-format annotation dict and raise :class:`AnnotationError` naming the
-    file, record and field of the first problem.
-
-    Args:
-        data (dict): The loaded json.
-        ann_file (str): Its path, used in messages.
-        for_evaluation (bool): Also require the fields LVIS evaluation reads
-            (``neg_category_ids``, ``not_exhaustive_category_ids``, ``frequency``).
-            Defaults to False.
-    """
-    if not isinstance(data, dict):
-        raise AnnotationError(f'{ann_file}: expected a json object with images, annotations and '
-                              f'categories, got {type(data).__name__}')
-    required = {k: list(v) for k, v in REQUIRED_FIELDS.items()}
-    if for_evaluation:
-        for key, fields in LVIS_EVAL_FIELDS.items():
-            required[key] += fields
-    for key, fields in required.items():
-        if key not in data:
-            raise AnnotationError(f'{ann_file}: missing top-level field {key!r}')
-        if not isinstance(data[key], list):
-            raise AnnotationError(f'{ann_file}: field {key!r} must be a list, '
-                                  f'got {type(data[key]).__name__}')
-        for i, record in enumerate(data[key]):
-            missing = [f for f in fields if f not in record]
-            if missing:
-                rid = record.get('id', f'#{i}')
-                raise AnnotationError(f'{ann_file}: {key}[{i}] (id={rid}) is missing field(s) '
-                                      f'{missing}')
-    for i, img in enumerate(data['images']):
-        if 'coco_url' not in img and 'file_name' not in img:
-            raise AnnotationError(f'{ann_file}: images[{i}] (id={img["id"]}) has neither '
-                                  f'"coco_url" nor "file_name"')
-    image_ids = {img['id'] for img in data['images']}
-    cat_ids = {cat['id'] for cat in data['categories']}
-    names = [cat['name'] for cat in data['categories']]
-    if len(set(names)) != len(names):
-        dup = sorted({n for n in names if names.count(n) > 1})
-        raise AnnotationError(f'{ann_file}: duplicate category names {dup}')
-    for i, ann in enumerate(data['annotations']):
-        if ann['image_id'] not in image_ids:
-            raise AnnotationError(f'{ann_file}: annotations[{i}] (id={ann["id"]}) has image_id='
-                                  f'{ann["image_id"]!r}, which is not in "images"')
-        if ann['category_id'] not in cat_ids:
-            raise AnnotationError(f'{ann_file}: annotations[{i}] (id={ann["id"]}) has '
-                                  f'category_id={ann["category_id"]!r}, which is not in '
-                                  f'"categories" (ids {min(cat_ids)}..{max(cat_ids)})')
-
-
-def load_lvis_annotations(ann_file: str, for_evaluation: bool = False,
-                          backend_args: Optional[dict] = None) -> dict:
-    """Load and check an LVIS/COCO-format json (see :func:`check_lvis_annotations`)."""
-    if not osp.isfile(ann_file) and '://' not in str(ann_file):
-        raise FileNotFoundError(f'annotation file not found: {ann_file!r} (check data_root and '
-                                f'ann_file in the config)')
-    with get_local_path(ann_file, backend_args=backend_args) as local_path:
-        data = load(local_path, file_format='json')
-    check_lvis_annotations(data, ann_file, for_evaluation)
-    return data
-
-
-def lvis_class_names(data: dict) -> tuple:
-    """Class names in label order: categories sorted by id (mmdet's LVIS label order)."""
-    return tuple(c['name'] for c in sorted(data['categories'], key=lambda c: c['id']))
+__all__ = ['LVISV1JsonDataset', 'AnnotationError', 'COCO_URL_PREFIX', 'check_lvis_annotations',
+           'load_lvis_annotations', 'lvis_class_names', 'names_from_ann_file']
 
 
 @DATASETS.register_module()
@@ -167,8 +88,3 @@ class LVISV1JsonDataset(LVISV1Dataset):
                 dict(raw_img_info=raw_img_info, raw_ann_info=anns_by_img.get(img['id'], []))))
         self._annotations = None  # not needed any more; keep workers light
         return data_list
-
-
-def names_from_ann_file(ann_file: str) -> Sequence[str]:
-    """Class names of an LVIS/COCO-format json, in label order."""
-    return lvis_class_names(load_lvis_annotations(ann_file))

@@ -11,8 +11,8 @@ import torch
 from mmdet.structures.bbox import HorizontalBoxes
 from mmdet.structures.mask import BitmapMasks, PolygonMasks
 
-from xpaste.bank.stats import SIZE_STATS_FORMAT, SIZE_STATS_VERSION
-from xpaste.bank.storage import BankWriter, finalize_bank
+from xpaste.bank import SIZE_STATS_FORMAT, SIZE_STATS_VERSION
+from xpaste.bank import BankWriter, finalize_bank
 from xpaste.datasets.instance_bank import InstanceBank
 from xpaste.datasets.transforms import XPaste, resolve_class_names
 

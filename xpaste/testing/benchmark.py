@@ -6,7 +6,7 @@ run:
 
 1. ``generator_img_s``: the bare generator (batches of ``pipe(...)`` to numpy), the ceiling;
 2. ``pipeline_img_s``: ``generate -> segment -> score -> filter -> write`` through
-   :class:`~xpaste.bank.pipeline.BankBuilder` (generation on the GPU overlapping CPU work);
+   :class:`~xpaste.builder.pipeline.BankBuilder` (generation on the GPU overlapping CPU work);
 3. ``stages``: each stage run alone on the saved images (its own images/s), so the bottleneck
    is visible.
 
@@ -29,9 +29,9 @@ from mmengine.logging import print_log
 import cv2
 import numpy as np
 
-from .hub import resolve_device, torch_dtype
-from .pipeline import BankBuilder
-from .segmenters import SEGMENTERS, ClassicalSegmenter
+from xpaste.builder.hub import resolve_device, torch_dtype
+from xpaste.builder.pipeline import BankBuilder
+from xpaste.builder.segmenters import SEGMENTERS, ClassicalSegmenter
 
 ARCH_DEFAULTS = {
     'sd15': dict(resolution=512, clip='ViT-L-14'),
@@ -125,7 +125,7 @@ def run_benchmark(arch: str = 'sd15',
     """
     import torch
     from .random_models import build_sd_pipeline, build_tiny_vae
-    from .sources import DiffusersSource
+    from xpaste.builder.sources import DiffusersSource
     if arch not in ARCH_DEFAULTS:
         raise ValueError(f'arch must be one of {sorted(ARCH_DEFAULTS)}, got {arch!r}')
     if vae not in ('full', 'tiny'):

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from xpaste.bank.from_annotations import (build_bank_from_annotations, image_relpath,
+from xpaste.builder.from_annotations import (build_bank_from_annotations, image_relpath,
                                           segmentation_to_mask)
-from xpaste.bank.storage import BankReader
+from xpaste.bank import BankReader
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 COLOURS = {'red': (0, 0, 255), 'green': (0, 255, 0), 'blue': (255, 0, 0)}

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from xpaste.bank.prompts import (PromptBank, display_name, expand_templates, load_categories,
+from xpaste.builder.prompts import (PromptBank, display_name, expand_templates, load_categories,
                                  load_prompt_file)
 
 CATS = [

@@ -4,7 +4,7 @@ import threading
 import numpy as np
 import pytest
 
-from xpaste.bank.dist import (assigned, fingerprint, get_dist_info, json_from_npz, json_in_npz,
+from xpaste.builder.dist import (assigned, fingerprint, get_dist_info, json_from_npz, json_in_npz,
                               wait_for)
 from xpaste.utils.fileio import (atomic_write_bytes, atomic_write_json, atomic_write_npz, read_json,
                                  read_npz)

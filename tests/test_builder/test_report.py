@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 
-from xpaste.bank.report import histogram, thumbnail, write_class_report, write_index
+from xpaste.builder.report import histogram, thumbnail, write_class_report, write_index
 
 CAT = {'id': 7, 'name': 'red_plain_star', 'def': 'a red star'}
 

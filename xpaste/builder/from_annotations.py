@@ -20,9 +20,9 @@ from mmengine.logging import print_log
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
-from xpaste.datasets.lvis import COCO_URL_PREFIX
-from .stats import compute_size_stats, load_annotations, select_categories
-from .storage import BankWriter, finalize_bank, package_versions
+from xpaste.bank.annotations import COCO_URL_PREFIX
+from xpaste.bank import (BankWriter, compute_size_stats, finalize_bank, load_annotations,
+                         package_versions, select_categories)
 
 ANNOTATION_SEGMENTER = 'annotation'
 

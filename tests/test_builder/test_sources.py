@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from xpaste.bank.sources import (DiffusersSource, FolderSource, SourceItem, ToySource,
+from xpaste.builder.sources import (DiffusersSource, FolderSource, SourceItem, ToySource,
                                  build_source, check_image, derive_seed, read_image)
 from xpaste.toy import toy_categories
 
@@ -120,7 +120,7 @@ def test_diffusers_source_checks_paths_before_loading(tmp_path):
 
 @pytest.fixture(scope='module')
 def tiny_sd(tmp_path_factory):
-    from xpaste.bank.random_models import save_sd_pipeline
+    from xpaste.testing.random_models import save_sd_pipeline
     return save_sd_pipeline(str(tmp_path_factory.mktemp('sd') / 'tiny-sd'), arch='tiny')
 
 

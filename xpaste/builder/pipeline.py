@@ -11,7 +11,7 @@ Stages (:data:`STAGES`), each runnable alone or all in order::
 
 Work units: ``generate``/``segment``/``score`` work on *chunks* (``chunk_size`` consecutive
 images of one class), ``filter``/``write``/``report`` on whole classes. Each rank takes a
-contiguous block of the chunk list (:func:`xpaste.bank.dist.block_bounds`), so most classes
+contiguous block of the chunk list (:func:`xpaste.builder.dist.block_bounds`), so most classes
 have all their chunks on one rank, and runs the per-class stages of the classes whose last
 chunk it holds. Every unit's output is one file, written atomically, holding the fingerprint of
 the settings that made it (per class: a changed prompt file regenerates only the classes it
@@ -390,7 +390,7 @@ def write_class_job(task: dict) -> int:
 
     Returns the number of instances written.
     """
-    from .storage import BankWriter
+    from xpaste.bank import BankWriter
     if task.get('single_thread'):
         cv2.setNumThreads(1)
     work_dir = task['work_dir']
@@ -1148,7 +1148,7 @@ class BankBuilder:
 
     def finalize(self) -> dict:
         """Merge every class part into the bank (rank 0; waits for the other ranks)."""
-        from .storage import finalize_bank, read_manifest
+        from xpaste.bank import finalize_bank, read_manifest
         cats = list(range(len(self.categories)))
         wait_for(
             cats,
@@ -1193,7 +1193,7 @@ class BankBuilder:
         opt = self.cfg['write'].get('size_stats', True)
         if opt is False or opt is None:
             return None
-        from .stats import compute_size_stats
+        from xpaste.bank import compute_size_stats
         ann = self.cfg['categories'].get('ann_file') if opt is True else opt
         if not ann:
             return None
@@ -1209,7 +1209,7 @@ class BankBuilder:
 
     def build_info(self, build_fp: str) -> dict:
         """How the bank was built (stored in its manifest)."""
-        from .storage import package_versions
+        from xpaste.bank import package_versions
         cfg = {k: v for k, v in self.cfg.items() if k not in ('work_dir', 'bank_dir')}
         return _to_builtin(
             dict(

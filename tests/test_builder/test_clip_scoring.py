@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 from mmengine.logging import MMLogger
 
-from xpaste.bank.clip_scoring import ClipScorer, build_scorer, prepare_cutout, prepare_whole
+from xpaste.builder.clip_scoring import ClipScorer, build_scorer, prepare_cutout, prepare_whole
 
 
 @pytest.fixture(scope='module')
 def tiny_clip(tmp_path_factory):
-    from xpaste.bank.random_models import TINY_OPEN_CLIP, save_tiny_open_clip
+    from xpaste.testing.random_models import TINY_OPEN_CLIP, save_tiny_open_clip
     root = tmp_path_factory.mktemp('clip')
     return TINY_OPEN_CLIP, save_tiny_open_clip(str(root / 'a.pt'), seed=0), save_tiny_open_clip(
         str(root / 'b.pt'), seed=1)

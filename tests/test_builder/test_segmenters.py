@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from xpaste.bank.segmenters import (CLIPSegSegmenter, ClassicalSegmenter, SAMSegmenter,
+from xpaste.builder.segmenters import (CLIPSegSegmenter, ClassicalSegmenter, SAMSegmenter,
                                     build_segmenters, cutout_on_white, fill_holes,
                                     largest_component, mask_box, pack_mask, resize_mask,
                                     unpack_mask)
@@ -65,7 +65,7 @@ def test_mask_utilities():
 
 
 def test_sam_segmenter_with_a_tiny_checkpoint(tmp_path):
-    from xpaste.bank.random_models import TINY_SAM_TYPE, save_tiny_sam
+    from xpaste.testing.random_models import TINY_SAM_TYPE, save_tiny_sam
     ckpt = save_tiny_sam(str(tmp_path / 'sam_tiny.pth'))
     seg = SAMSegmenter(checkpoint=ckpt, model_type=TINY_SAM_TYPE, device='cpu', batch_size=2)
     seg.check()
@@ -81,7 +81,7 @@ def test_sam_segmenter_with_a_tiny_checkpoint(tmp_path):
 
 
 def test_clipseg_segmenter_with_a_tiny_model(tmp_path):
-    from xpaste.bank.random_models import save_tiny_clipseg
+    from xpaste.testing.random_models import save_tiny_clipseg
     path = save_tiny_clipseg(str(tmp_path / 'clipseg'))
     seg = CLIPSegSegmenter(model=path, device='cpu', batch_size=2)
     rng = np.random.default_rng(0)

@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from xpaste.bank.filters import (DROP_REASONS, InstanceFilter, greedy_dedup, hamming,
+from xpaste.builder.filters import (DROP_REASONS, InstanceFilter, greedy_dedup, hamming,
                                  perceptual_hash)
 
 

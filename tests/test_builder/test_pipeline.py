@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from mmengine.logging import MMLogger
 
-from xpaste.bank.pipeline import BankBuilder, Chunk, category_key, merge_defaults
-from xpaste.bank.sources import ToySource
-from xpaste.bank.storage import BankReader, BankWriter
+from xpaste.builder.pipeline import BankBuilder, Chunk, category_key, merge_defaults
+from xpaste.builder.sources import ToySource
+from xpaste.bank import BankReader, BankWriter
 from xpaste.toy import render_single_instance, toy_categories
 
 NUM_CLASSES = 4
@@ -355,10 +355,10 @@ def test_chunks_cover_each_class(toy_json, tmp_path):
 def test_bank_configs_build_their_components(config):
     from mmengine.config import Config
 
-    from xpaste.bank.clip_scoring import ClipScorer
-    from xpaste.bank.filters import InstanceFilter
-    from xpaste.bank.segmenters import build_segmenters
-    from xpaste.bank.sources import build_source
+    from xpaste.builder.clip_scoring import ClipScorer
+    from xpaste.builder.filters import InstanceFilter
+    from xpaste.builder.segmenters import build_segmenters
+    from xpaste.builder.sources import build_source
     cfg = merge_defaults(Config.fromfile(config).to_dict())
     build_source(cfg['source'])
     build_segmenters(cfg['segment']['segmenters'])
@@ -373,7 +373,7 @@ def test_pipeline_with_tiny_real_models(toy_json, tmp_path):
     through the real loading code, through the command line."""
     from tools.bank.build import main
 
-    from xpaste.bank.random_models import (TINY_OPEN_CLIP, TINY_SAM_TYPE, save_sd_pipeline,
+    from xpaste.testing.random_models import (TINY_OPEN_CLIP, TINY_SAM_TYPE, save_sd_pipeline,
                                            save_tiny_open_clip, save_tiny_sam)
     cfg = make_cfg(
         tmp_path / 'work', toy_json, images_per_class=4, chunk_size=2,
@@ -389,7 +389,7 @@ def test_pipeline_with_tiny_real_models(toy_json, tmp_path):
                    device='cpu', precision='fp32'),
         filter=dict(min_clip=None, tolerance=None, min_area=0.0, max_area=1.0))
     # a config registers extra components with custom_imports, as in mmdet
-    cfg['custom_imports'] = dict(imports=['xpaste.bank.benchmark'], allow_failed_imports=False)
+    cfg['custom_imports'] = dict(imports=['xpaste.testing.benchmark'], allow_failed_imports=False)
     cfg_path = tmp_path / 'cfg.py'
     cfg_path.write_text('\n'.join(f'{k} = {v!r}' for k, v in cfg.items()))
     main([str(cfg_path)])

@@ -1,6 +1,6 @@
 import pytest
 
-from xpaste.bank.hub import check_model_source, looks_like_path, resolve_device, torch_dtype
+from xpaste.builder.hub import check_model_source, looks_like_path, resolve_device, torch_dtype
 
 
 def test_paths_and_hub_ids(tmp_path):

@@ -25,7 +25,7 @@ from xpaste.utils.fileio import atomic_write_bytes, atomic_write_json
 from .filters import DROP_REASONS
 from .prompts import display_name
 from .segmenters import mask_box
-from .storage import resize_bgra
+from xpaste.bank import resize_bgra
 
 _CSS = """
 body { font-family: sans-serif; margin: 1.5em; color: #222; }
