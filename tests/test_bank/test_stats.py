@@ -7,7 +7,7 @@ import pytest
 
 from xpaste.bank.stats import (class_frequency, compute_size_stats, load_size_stats,
                                save_size_stats)
-from xpaste.bank.storage import BankWriter, finalize_bank, read_manifest
+from xpaste.bank import BankWriter, finalize_bank, read_manifest
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 

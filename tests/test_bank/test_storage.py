@@ -8,10 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from xpaste.bank.storage import (INDEX_COLUMNS, SCHEMA_VERSION, BankReader, BankWriter,
-                                 commit_part, decode_bgra, empty_index, encode_bgra,
-                                 finalize_bank, index_nbytes, list_parts, read_manifest,
-                                 resize_bgra, safe_join)
+from xpaste.bank import (INDEX_COLUMNS, SCHEMA_VERSION, BankReader, BankWriter, commit_part,
+                         decode_bgra, empty_index, encode_bgra, finalize_bank, index_nbytes,
+                         list_parts, read_manifest, resize_bgra, safe_join)
 
 CATS = [{'id': 1, 'name': 'apple'}, {'id': 7, 'name': 'banana'}, {'id': 9, 'name': 'cherry'}]
 

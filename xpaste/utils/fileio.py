@@ -7,6 +7,7 @@ import io
 import json
 import os
 import os.path as osp
+import zipfile
 from typing import Any, Optional
 
 import numpy as np
@@ -58,11 +59,27 @@ def read_json(path: str) -> Any:
         return None
 
 
-def atomic_write_npz(path: str, **arrays: np.ndarray) -> None:
-    """Write arrays (no python objects) to a compressed ``.npz`` atomically."""
+#: Timestamp of every ``.npz`` member (the zip epoch), so equal arrays give equal files.
+NPZ_DATE_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def npz_bytes(**arrays: np.ndarray) -> bytes:
+    """What ``np.savez_compressed`` writes, without its wall-clock member timestamps and with
+    pickling refused: the same arrays always give the same bytes (``np.load`` reads it)."""
     buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
+    with zipfile.ZipFile(buf, mode='w', compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, value in arrays.items():
+            info = zipfile.ZipInfo(f'{name}.npy', date_time=NPZ_DATE_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with zf.open(info, 'w', force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asanyarray(value), allow_pickle=False)
+    return buf.getvalue()
+
+
+def atomic_write_npz(path: str, **arrays: np.ndarray) -> None:
+    """Write arrays (no python objects) to a compressed ``.npz`` atomically; equal arrays give
+    byte-identical files (:func:`npz_bytes`)."""
+    atomic_write_bytes(path, npz_bytes(**arrays))
 
 
 def read_npz(path: str) -> Optional[dict]:
