@@ -271,3 +271,75 @@ def test_1_2m_instance_bank_memory(tmp_path):
     assert len(bank) == n and per_instance <= 80
     assert peak <= 100 * 2**20, f'peak {peak / 2**20:.1f} MB'
     assert len(pickle.dumps(bank)) < 200_000  # 1203 category names travel, not the index
+
+
+def test_mask_area_reads_the_index(tmp_path):
+    img = crop(5, 8, 9)
+    img[:3, :, 3] = 100  # below the mask threshold
+    img[3, :, 3] = 127
+    img[3, :4, 3] = 128  # exactly at it
+    with BankWriter(tmp_path, CATS, image_format='png') as w:
+        w.add(img, 'common', crop=False)
+        w.add(crop(7), 'rare')
+    finalize_bank(tmp_path)
+    bank = InstanceBank(tmp_path)
+    assert bank.mask_area(0) == 4 * 9 + 4
+    assert bank.mask_area(1) == 6 * 5
+    assert isinstance(bank.mask_area(np.int64(0)), int)
+    assert bank.mask_area(0) == int(np.count_nonzero(bank.load(0)[..., 3] >= 128))
+
+
+def test_restrict_intersects_with_the_constructor_categories(bank_root):
+    bank = InstanceBank(bank_root, categories=['rare', 'medium'])
+    assert bank.restrict(['common', 'medium']) is bank
+    assert bank.categories == ['medium'] and bank.num_eligible == 9
+    assert set(bank.category_name(bank.sample(200, 0))) == {'medium'}
+    with pytest.raises(ValueError, match='leaves no category'):
+        InstanceBank(bank_root, categories=['rare']).restrict(['common'])
+    with pytest.raises(ValueError, match=r"\['zebra'\] are not in the bank"):
+        InstanceBank(bank_root).restrict(['zebra'])
+    # an opened bank rebuilds its sampler
+    opened = InstanceBank(bank_root)
+    assert opened.num_eligible == 100
+    opened.restrict(['rare'])
+    assert opened.num_eligible == 1 and opened.class_counts.tolist() == [0, 0, 1, 0]
+
+
+def test_category_values_out_of_range_are_named_at_open(tmp_path):
+    with BankWriter(tmp_path, CATS, image_format='png') as w:
+        for v in range(3):
+            w.add(crop(v), 'common')
+    finalize_bank(tmp_path)
+    path = tmp_path / 'index' / 'category.npy'
+    cats = np.load(path)
+    cats[1] = 999  # an index that belongs to a bank with more categories
+    np.save(path, cats)
+    bank = InstanceBank(tmp_path)
+    with pytest.raises(ValueError, match=r'category\.npy: 1 rows .* row 1: 999'):
+        bank.sample(1, np.random.default_rng(0))
+    assert bank._reader is None  # not left half open
+
+
+def test_min_clip_score_on_unscored_bank_warns_with_count(tmp_path):
+    with BankWriter(tmp_path, CATS, image_format='png') as w:
+        for v in range(3):
+            w.add(crop(v), 'common')  # no clip_score: NaN, as from_annotations writes
+        w.add(crop(9), 'rare', clip_score=0.9)
+    finalize_bank(tmp_path)
+    bank = InstanceBank(tmp_path, min_clip_score=0.2)
+    with pytest.warns(UserWarning, match='excludes 3 of 4 instances that have no CLIP score'):
+        assert bank.num_eligible == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        InstanceBank(tmp_path).num_eligible  # no threshold: no warning
+        assert bank.num_eligible == 1  # once per open
+
+
+def test_path_like_root_and_stats(bank_root, tmp_path):
+    from pathlib import Path
+    stats = tmp_path / 'stats.json'
+    stats.write_text(json.dumps({'format': 'xpaste-size-stats', 'version': 1, 'categories': {
+        'medium': {'count': 3, 'mean': 0.2, 'std': 0.02}}}))
+    bank = build_instance_bank(dict(root=Path(bank_root), size_stats=stats, sampling='uniform'))
+    assert bank.size_prior('medium') == pytest.approx((0.2, 0.02))
+    assert bank.root == str(bank_root) and len(bank) == 100

@@ -12,6 +12,7 @@ from mmengine.logging import print_log
 
 from xpaste.bank import BankReader, load_size_stats, read_manifest
 from xpaste.bank import class_frequency as _class_frequency_from_annotations
+from xpaste.utils.checks import check_choice, check_non_negative, check_number, check_range
 
 SAMPLING_MODES = ('uniform', 'class_balanced', 'frequency')
 
@@ -25,6 +26,10 @@ class InstanceBank:
     memory-mapped and the shards are opened on first use, i.e. inside each dataloader worker;
     pickling drops them (and the decode cache), so only a few kB go to the workers.
 
+    Opening (on first use, once per process) checks that every index row names a manifest
+    category. :meth:`restrict` narrows ``categories`` further (``XPaste(ignore_unknown=True)``
+    uses it to leave out categories the dataset does not have).
+
     Sampling modes (all restricted to ``categories`` and ``min_clip_score`` when given):
 
     1. ``'uniform'``: every eligible instance equally likely.
@@ -35,79 +40,61 @@ class InstanceBank:
        instance uniformly within it.
 
     Args:
-        root (str): Bank root folder.
+        root (str | os.PathLike): Bank root folder.
         sampling (str): ``'uniform'``, ``'class_balanced'`` or ``'frequency'``.
             Defaults to ``'class_balanced'``.
         categories (Sequence[str], optional): Sample only from these category names (all must be
             bank categories). Defaults to None (all).
         freq_power (float): Exponent of the training frequency in ``'frequency'`` mode.
             Defaults to -0.5.
-        class_frequency (dict | str, optional): ``{name: count}`` or a COCO/LVIS annotation file
-            (LVIS ``image_count``, else images per class). Required by ``'frequency'``; bank
-            classes missing from it (or with count 0) get the smallest known count, with a
-            warning. Defaults to None.
-        size_stats (dict | str, optional): Size statistics (``tools/bank/stats.py`` output) or
-            their path. Defaults to None: the manifest's ``size_stats`` if any.
+        class_frequency (dict | str | os.PathLike, optional): ``{name: count}`` or a COCO/LVIS
+            annotation file (LVIS ``image_count``, else images per class). Required by
+            ``'frequency'``; bank classes missing from it (or with count 0) get the smallest
+            known count, with a warning. Defaults to None.
+        size_stats (dict | str | os.PathLike, optional): Size statistics
+            (``tools/bank/stats.py`` output) or their path. Defaults to None: the manifest's
+            ``size_stats`` if any.
         size_fallback (tuple[float, float]): ``(low, high)`` range of ``sqrt(area ratio)`` used
             for classes without statistics: :meth:`size_prior` returns the mean and std of the
             uniform distribution on it. Defaults to (0.05, 0.5).
         cache_size (int): Decoded instances kept per process (LRU); 0 disables the cache.
             Defaults to 2048.
         min_clip_score (float, optional): Sample only instances whose ``clip_score`` is at least
-            this (instances with an unknown, NaN, score are then excluded). Defaults to None.
+            this. Instances with an unknown (NaN) score, e.g. every instance of a bank built
+            from annotations, are then excluded, with a warning that gives their count.
+            Defaults to None.
         cache_bytes (int): Upper bound on the decoded bytes held by the cache. Defaults to
             256 MiB.
     """
 
-    def __init__(self, root, sampling: str = 'class_balanced',
-                 categories: Sequence[str] | None = None, freq_power: float = -0.5,
-                 class_frequency: Mapping[str, float] | str | None = None,
-                 size_stats: Mapping | str | None = None,
-                 size_fallback: tuple[float, float] = (0.05, 0.5), cache_size: int = 2048,
-                 min_clip_score: float | None = None, cache_bytes: int = 256 << 20):
+    def __init__(self,
+                 root: str | os.PathLike,
+                 sampling: str = 'class_balanced',
+                 categories: Sequence[str] | None = None,
+                 freq_power: float = -0.5,
+                 class_frequency: Mapping[str, float] | str | os.PathLike | None = None,
+                 size_stats: Mapping | str | os.PathLike | None = None,
+                 size_fallback: tuple[float, float] = (0.05, 0.5),
+                 cache_size: int = 2048,
+                 min_clip_score: float | None = None,
+                 cache_bytes: int = 256 << 20):
         self.root = osp.abspath(os.fspath(root))
-        if sampling not in SAMPLING_MODES:
-            raise ValueError(f'sampling must be one of {SAMPLING_MODES}, got {sampling!r}')
-        if isinstance(freq_power, bool) or not isinstance(freq_power, (int, float)) \
-                or not math.isfinite(freq_power):
-            raise ValueError(f'freq_power must be a finite number, got {freq_power!r}')
-        if (not isinstance(size_fallback, Sequence) or len(size_fallback) != 2
-                or not 0 < float(size_fallback[0]) <= float(size_fallback[1])):
-            raise ValueError('size_fallback must be (low, high) with 0 < low <= high, '
-                             f'got {size_fallback!r}')
-        for name, value in (('cache_size', cache_size), ('cache_bytes', cache_bytes)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f'{name} must be a non-negative int, got {value!r}')
-        if min_clip_score is not None and (isinstance(min_clip_score, bool) or not isinstance(
-                min_clip_score, (int, float)) or math.isnan(min_clip_score)):
-            raise ValueError(f'min_clip_score must be a number or None, got {min_clip_score!r}')
-        self.sampling = sampling
-        self.freq_power = float(freq_power)
-        self.size_fallback = (float(size_fallback[0]), float(size_fallback[1]))
-        self.cache_size = cache_size
-        self.cache_bytes = cache_bytes
-        self.min_clip_score = None if min_clip_score is None else float(min_clip_score)
+        self.sampling = check_choice('sampling', sampling, SAMPLING_MODES)
+        self.freq_power = check_number('freq_power', freq_power)
+        self.size_fallback = check_range('size_fallback', size_fallback, 0, lo_open=True)
+        self.cache_size = check_non_negative('cache_size', cache_size, integer=True)
+        self.cache_bytes = check_non_negative('cache_bytes', cache_bytes, integer=True)
+        self.min_clip_score = check_number(
+            'min_clip_score', min_clip_score, allow_none=True, finite=False)
 
         manifest = read_manifest(self.root)
         self._category_names = [c['name'] for c in manifest['categories']]
         self._category_ids = [c['id'] for c in manifest['categories']]
         self._num_instances = manifest['num_instances']
-        name_to_pos = {n: i for i, n in enumerate(self._category_names)}
-
-        if categories is None:
-            self.categories = None
-            self._subset = None
-        else:
-            if isinstance(categories, str) or not isinstance(categories, Sequence):
-                raise TypeError(f'categories must be a list of names, got {categories!r}')
-            if not categories:
-                raise ValueError('categories is empty: pass None to sample from every category')
-            unknown = [c for c in categories if c not in name_to_pos]
-            if unknown:
-                raise ValueError(f'{osp.join(self.root, "manifest.json")}: categories '
-                                 f'{unknown[:10]} are not in the bank ({len(unknown)} unknown)')
-            self.categories = list(categories)
-            self._subset = np.unique([name_to_pos[c] for c in categories]).astype(np.int64)
+        self.categories = None
+        self._subset = None
+        if categories is not None:
+            self._set_categories(categories)
 
         self._class_freq = None
         if sampling == 'frequency':
@@ -124,12 +111,32 @@ class InstanceBank:
             stats = load_size_stats(manifest['size_stats'])
         else:
             stats = None
-            print_log(f'InstanceBank {self.root}: no size statistics; every class uses the '
-                      f'fallback range {self.size_fallback}', logger='current')
+            print_log(
+                f'InstanceBank {self.root}: no size statistics; every class uses the '
+                f'fallback range {self.size_fallback}',
+                logger='current')
         self._size = self._resolve_sizes(stats)
         self._reset_runtime()
 
     # ---------------------------------------------------------------- setup helpers
+    def _category_positions(self, categories: Sequence[str]) -> np.ndarray:
+        """Sorted unique bank positions of ``categories``, a non-empty list of bank names."""
+        if isinstance(categories, str) or not isinstance(categories, Sequence):
+            raise TypeError(f'categories must be a list of names, got {categories!r}')
+        if not categories:
+            raise ValueError('categories is empty: pass None to sample from every category')
+        name_to_pos = {n: i for i, n in enumerate(self._category_names)}
+        unknown = [c for c in categories if c not in name_to_pos]
+        if unknown:
+            raise ValueError(f'{osp.join(self.root, "manifest.json")}: categories '
+                             f'{unknown[:10]} are not in the bank ({len(unknown)} unknown)')
+        return np.unique([name_to_pos[c] for c in categories]).astype(np.int64)
+
+    def _set_categories(self, categories: Sequence[str]) -> None:
+        """Sample only from ``categories`` (bank category names)."""
+        self._subset = self._category_positions(categories)
+        self.categories = list(categories)
+
     def _resolve_frequency(self, class_frequency) -> np.ndarray:
         if isinstance(class_frequency, (str, os.PathLike)):
             names_in_file = _class_frequency_from_annotations(class_frequency)
@@ -155,9 +162,11 @@ class InstanceBank:
         missing = int(np.isnan(out).sum())
         if missing:
             names = [n for n, v in zip(self._category_names, out) if np.isnan(v)]
-            warnings.warn(f'class_frequency lacks a positive count for {missing} bank '
-                          f'categories (e.g. {names[:5]}); they get the smallest known count '
-                          f'{known.min():g}', stacklevel=3)
+            warnings.warn(
+                f'class_frequency lacks a positive count for {missing} bank '
+                f'categories (e.g. {names[:5]}); they get the smallest known count '
+                f'{known.min():g}',
+                stacklevel=3)
             out[np.isnan(out)] = known.min()
         return out
 
@@ -191,15 +200,53 @@ class InstanceBank:
         if len(reader) != self._num_instances or reader.category_names != self._category_names:
             raise RuntimeError(f'{self.root}: the bank changed since InstanceBank was built '
                                f'({self._num_instances} -> {len(reader)} instances)')
+        self._reader = reader
+        try:
+            self._check_categories()
+            self._build_sampler()
+        except Exception:
+            self._reader = None
+            reader.close()
+            raise
+        return reader
+
+    def _column(self, name: str) -> np.ndarray:
+        """Index column ``name`` of the open bank (the one place that reads index columns)."""
+        return self._open().column(name)
+
+    def _check_categories(self) -> None:
+        """Every index row must name a manifest category (an index from another bank does not)."""
+        cat = np.asarray(self._column('category'))
         n_cls = len(self._category_names)
-        cat = np.asarray(reader.category)
+        if len(cat) and (int(cat.min()) < 0 or int(cat.max()) >= n_cls):
+            bad = np.flatnonzero((cat < 0) | (cat >= n_cls))
+            path = osp.join(self.root, self._reader.manifest['index']['dir'], 'category.npy')
+            raise ValueError(
+                f'{path}: {len(bad)} rows hold category values outside [0, {n_cls}) of '
+                f'{osp.join(self.root, "manifest.json")} (e.g. row {int(bad[0])}: '
+                f'{int(cat[bad[0]])}); the index does not belong to this manifest: rebuild '
+                'the bank or rerun finalize_bank')
+
+    def _build_sampler(self) -> None:
+        """Eligible ids grouped by class (CSR) and the class CDF, from the open bank."""
+        n_cls = len(self._category_names)
+        cat = np.asarray(self._column('category'))
         eligible = np.ones(len(cat), dtype=bool)
         if self._subset is not None:
             allowed = np.zeros(n_cls, dtype=bool)
             allowed[self._subset] = True
             eligible &= allowed[cat]
         if self.min_clip_score is not None:
-            eligible &= np.asarray(reader.clip_score) >= self.min_clip_score
+            score = np.asarray(self._column('clip_score'))
+            unscored = int(np.count_nonzero(eligible & np.isnan(score)))
+            if unscored:
+                warnings.warn(
+                    f'InstanceBank {self.root}: min_clip_score={self.min_clip_score} excludes '
+                    f'{unscored} of {int(eligible.sum())} instances that have no CLIP score '
+                    '(NaN; e.g. a bank built from annotations): set min_clip_score=None or '
+                    'score the bank',
+                    stacklevel=4)
+            eligible &= score >= self.min_clip_score
         id_dtype = np.int32 if len(cat) < np.iinfo(np.int32).max else np.int64
         ids = np.flatnonzero(eligible).astype(id_dtype)
         order = np.argsort(cat[ids], kind='stable')
@@ -211,8 +258,6 @@ class InstanceBank:
         self._cdf = np.cumsum(probs) if probs is not None else None
         if self._cdf is not None and len(self._cdf):
             self._cdf /= self._cdf[-1]
-        self._reader = reader
-        return reader
 
     def _class_probs_of(self, classes: np.ndarray) -> np.ndarray | None:
         if self.sampling == 'uniform':
@@ -239,7 +284,7 @@ class InstanceBank:
 
     @property
     def reader(self) -> BankReader:
-        """The low-level :class:`~xpaste.bank.storage.BankReader` (opened on first access)."""
+        """The low-level :class:`~xpaste.bank.BankReader` (opened on first access)."""
         return self._open()
 
     @property
@@ -288,14 +333,14 @@ class InstanceBank:
                                f'{self.categories!r}, min_clip_score={self.min_clip_score!r})')
         if self.sampling == 'uniform':
             return self._ids[rng.integers(0, len(self._ids), size=n)].astype(np.int64)
-        cls = self._classes[np.searchsorted(self._cdf, rng.random(n), side='right').clip(
-            max=len(self._classes) - 1)]
+        cls = self._classes[np.searchsorted(self._cdf, rng.random(n),
+                                            side='right').clip(max=len(self._classes) - 1)]
         pos = self._offsets[cls] + rng.integers(0, self._counts[cls])
         return self._ids[pos].astype(np.int64)
 
     def category_index(self, idx):
         """Bank category position(s) of instance(s) ``idx`` (int, or int64 array for arrays)."""
-        col = self._open().category
+        col = self._column('category')
         if np.ndim(idx) == 0:
             return int(col[int(idx)])
         return np.asarray(col[np.asarray(idx, dtype=np.int64)], dtype=np.int64)
@@ -306,6 +351,37 @@ class InstanceBank:
         if isinstance(pos, int):
             return self._category_names[pos]
         return [self._category_names[p] for p in pos.tolist()]
+
+    def mask_area(self, idx: int) -> int:
+        """Mask pixels (``alpha >= 128``) of stored instance ``idx``, read from the index."""
+        return int(self._column('area')[int(idx)])
+
+    def restrict(self, categories: Sequence[str]) -> 'InstanceBank':
+        """Sample only from ``categories`` as well: the new restriction is the intersection
+        of ``categories`` with the current one (``categories=`` of the constructor, if any).
+
+        Args:
+            categories (Sequence[str]): Bank category names.
+
+        Returns:
+            InstanceBank: ``self``.
+
+        Raises:
+            ValueError: A name is not a bank category, or the intersection is empty.
+        """
+        self._category_positions(categories)
+        if self.categories is not None:
+            wanted = set(categories)
+            common = [c for c in self.categories if c in wanted]
+            if not common:
+                raise ValueError(
+                    f'InstanceBank {self.root}: restricting categories={self.categories[:10]!r} '
+                    f'to {sorted(wanted)[:10]!r} leaves no category to sample from')
+            categories = common
+        self._set_categories(categories)
+        if self._reader is not None:
+            self._build_sampler()
+        return self
 
     def load(self, idx: int) -> np.ndarray | None:
         """Decoded instance ``idx`` as a read-only HxWx4 BGRA uint8 array.
@@ -333,8 +409,8 @@ class InstanceBank:
             img = reader.decode(idx)
         except (ValueError, OSError) as e:
             self._bad.add(idx)
-            warnings.warn(f'InstanceBank {self.root}: skipping undecodable instance {idx}: {e}',
-                          stacklevel=2)
+            warnings.warn(
+                f'InstanceBank {self.root}: skipping undecodable instance {idx}: {e}', stacklevel=2)
             return None
         img.setflags(write=False)
         if self.cache_size and img.nbytes <= self.cache_bytes:

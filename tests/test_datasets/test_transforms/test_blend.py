@@ -63,10 +63,24 @@ def test_poisson_keeps_surroundings_and_source_gradients():
     assert (img[~mask] == 100).all()
 
 
-def test_poisson_rejects_float_and_tolerates_tiny_masks():
-    with pytest.raises(TypeError, match='uint8'):
+def test_poisson_on_float32_and_tiny_masks():
+    rng = np.random.default_rng(0)
+    dst = (rng.integers(0, 200, (12, 12, 3)) + 0.5).astype(np.float32)
+    before = dst.copy()
+    alpha = np.zeros((12, 12), np.uint8)
+    alpha[3:9, 3:9] = 255
+    src = rng.integers(0, 256, (12, 12, 3)).astype(np.float32)
+    out = blend_into(dst, src, alpha, 'poisson')
+    assert out is dst and dst.dtype == np.float32
+    inside = alpha >= 128
+    np.testing.assert_array_equal(dst[~inside], before[~inside])  # float values kept outside
+    ref = np.rint(before).astype(np.uint8)  # what a uint8 image gets
+    blend_into(ref, src.astype(np.uint8), alpha, 'poisson')
+    np.testing.assert_array_equal(dst[inside], ref[inside])
+    assert not np.array_equal(dst[inside], before[inside])
+    with pytest.raises(TypeError, match='uint8 or float32'):
         blend_into(
-            np.zeros((5, 5, 3), np.float32), np.zeros((5, 5, 3), np.float32),
+            np.zeros((5, 5, 3), np.float64), np.zeros((5, 5, 3), np.float64),
             np.full((5, 5), 255, np.uint8), 'poisson')
     dst = np.zeros((5, 5, 3), np.uint8)
     alpha = np.zeros((5, 5), np.uint8)

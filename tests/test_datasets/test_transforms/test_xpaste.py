@@ -1,135 +1,18 @@
-"""XPaste: occlusion, labels, geometry and pipeline invariants on tiny banks written to tmp_path."""
-import copy
+"""XPaste: occlusion, labels, geometry and invariants on tiny banks written to tmp_path."""
 import json
-import os.path as osp
-from functools import partial
 
-import cv2
 import numpy as np
 import pytest
-import torch
 from mmdet.structures.bbox import HorizontalBoxes
 from mmdet.structures.mask import BitmapMasks, PolygonMasks
+from paste_helpers import (CATEGORIES, check_invariants, exact_paste_kwargs, half_cover_bank,
+                           make_results, textured_crop, write_bank)
 
 from xpaste.bank import SIZE_STATS_FORMAT, SIZE_STATS_VERSION
-from xpaste.bank import BankWriter, finalize_bank
 from xpaste.datasets.instance_bank import InstanceBank
 from xpaste.datasets.transforms import XPaste, resolve_class_names
 
-CATEGORIES = [{'id': 1, 'name': 'cat'}, {'id': 2, 'name': 'dog'}]
 
-
-# ------------------------------------------------------------------------------------ helpers
-def write_bank(root, items, categories=CATEGORIES, image_format='png'):
-    """Write ``[(bgra, category_name), ...]`` as a finalized bank at ``root``."""
-    writer = BankWriter(str(root), categories=categories, image_format=image_format)
-    for bgra, name in items:
-        writer.add(bgra, name, crop=False)
-    writer.close()
-    finalize_bank(str(root))
-    return str(root)
-
-
-def textured_crop(h, w, seed=0, shape='ellipse'):
-    """A BGRA crop: random texture, opaque inside an ellipse (or everywhere), transparent out."""
-    rng = np.random.default_rng(seed)
-    bgra = rng.integers(0, 256, (h, w, 4), dtype=np.uint8)
-    alpha = np.zeros((h, w), np.uint8)
-    if shape == 'ellipse':
-        cv2.ellipse(alpha, (w // 2, h // 2), (max(w // 2 - 1, 1), max(h // 2 - 1, 1)), 0, 0, 360,
-                    255, -1)
-    else:
-        alpha[:] = 255
-    bgra[..., 3] = alpha
-    return bgra
-
-
-def box_masks(boxes, h, w):
-    """Filled-rectangle BitmapMasks for integer boxes (x0, y0, x1, y1): tight by construction."""
-    masks = np.zeros((len(boxes), h, w), np.uint8)
-    for m, (x0, y0, x1, y1) in zip(masks, boxes):
-        m[y0:y1, x0:x1] = 1
-    return BitmapMasks(masks, h, w)
-
-
-def make_results(boxes, h=100, w=100, labels=None, with_mask=True, img=None):
-    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-    n = len(boxes)
-    results = dict(
-        img=np.zeros((h, w, 3), np.uint8) if img is None else img,
-        gt_bboxes=HorizontalBoxes(boxes),
-        gt_bboxes_labels=np.zeros(n, np.int64) if labels is None else np.asarray(labels),
-        gt_ignore_flags=np.zeros(n, bool))
-    results['img_shape'] = (h, w)
-    if with_mask:
-        results['gt_masks'] = box_masks(boxes.astype(int), h, w)
-    return results
-
-
-def tight_box(mask):
-    ys, xs = np.nonzero(mask)
-    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
-
-
-def exact_paste_kwargs(**kwargs):
-    """Options that paste the stored crop pixel for pixel (no resize, flip, rotation, jitter)."""
-    cfg = dict(
-        size_mode='original',
-        aspect_jitter=0.0,
-        flip=False,
-        rotation=0.0,
-        color_jitter=0.0,
-        blend='hard',
-        min_visible_size=1)
-    cfg.update(kwargs)
-    return cfg
-
-
-def check_invariants(out, h, w, originals_tight=True):
-    """Dtypes, lengths, tight boxes, non-empty masks, pasted masks disjoint from the others.
-
-    ``originals_tight=False`` checks tight boxes of pasted instances only (instances no paste
-    touches keep their input boxes, which need not be tight, e.g. LVIS polygons).
-    """
-    boxes = out['gt_bboxes']
-    arr = boxes.numpy() if isinstance(boxes, HorizontalBoxes) else boxes
-    n = len(arr)
-    assert arr.dtype == np.float32
-    assert out['gt_bboxes_labels'].dtype == np.int64 and len(out['gt_bboxes_labels']) == n
-    assert out['gt_ignore_flags'].dtype == bool and len(out['gt_ignore_flags']) == n
-    assert out['gt_pasted_flags'].dtype == bool and len(out['gt_pasted_flags']) == n
-    masks = out['gt_masks']
-    assert isinstance(masks, BitmapMasks) and masks.masks.dtype == np.uint8
-    assert masks.masks.shape == (n, h, w) and (masks.height, masks.width) == (h, w)
-    flags = out['gt_pasted_flags']
-    for k in range(n):
-        assert masks.masks[k].any(), f'instance {k} has an empty mask'
-        if originals_tight or flags[k]:
-            np.testing.assert_array_equal(arr[k], tight_box(masks.masks[k]))
-    for k in np.flatnonzero(flags):
-        others = np.delete(masks.masks, k, axis=0).any(0)
-        assert not (others & masks.masks[k].astype(bool)).any()
-
-
-@pytest.fixture
-def bank_two(tmp_path):
-    """Two categories, three textured ellipses each (20-40 px)."""
-    items = [(textured_crop(20 + 4 * i, 24 + 3 * i, seed=i), 'cat' if i % 2 else 'dog')
-             for i in range(6)]
-    return write_bank(tmp_path / 'bank', items)
-
-
-def half_cover_bank(tmp_path, h=100, w=100):
-    """One instance the size of the image, opaque exactly on its left half (x < w // 2).
-
-    Pasted at its original size it can only land at (0, 0): the paste covers the left half.
-    """
-    bgra = textured_crop(h, w, seed=7, shape='full')
-    bgra[:, w // 2:, 3] = 0
-    return write_bank(tmp_path / 'half', [(bgra, 'dog')])
-
-
-# ------------------------------------------------------------------------------------ tests
 def test_partial_and_full_occlusion(tmp_path):
     root = half_cover_bank(tmp_path)
     t = XPaste(root, classes=('cat', 'dog'), num_pastes=1, **exact_paste_kwargs())
@@ -221,7 +104,7 @@ def test_all_transparent_instance_is_skipped(tmp_path):
     results = make_results([(10, 10, 30, 30)])
     img_before = results['img'].copy()
     out = t(results)
-    assert len(out['gt_bboxes']) == 1 and 'gt_pasted_flags' not in out
+    assert len(out['gt_bboxes']) == 1 and out['gt_pasted_flags'].tolist() == [False]
     np.testing.assert_array_equal(out['img'], img_before)
 
 
@@ -236,7 +119,7 @@ def test_undecodable_instance_is_skipped(tmp_path):
     results = make_results([(10, 10, 30, 30)])
     with pytest.warns(UserWarning, match='undecodable'):
         out = t(results)
-    assert len(out['gt_bboxes']) == 1 and 'gt_pasted_flags' not in out
+    assert len(out['gt_bboxes']) == 1 and out['gt_pasted_flags'].tolist() == [False]
 
 
 def test_empty_bank_and_prob_zero(tmp_path, bank_two):
@@ -246,16 +129,17 @@ def test_empty_bank_and_prob_zero(tmp_path, bank_two):
     masks = results['gt_masks']
     out = t(results)
     assert out['gt_masks'] is masks and len(out['gt_bboxes']) == 1
-    assert 'gt_pasted_flags' not in out
+    assert out['gt_pasted_flags'].dtype == bool and out['gt_pasted_flags'].tolist() == [False]
 
     t = XPaste(bank_two, classes=('cat', 'dog'), prob=0.0, num_pastes=5)
     results = make_results([(10, 10, 30, 30)])
     img = results['img']
     out = t(results)
-    assert out['img'] is img and len(out['gt_bboxes']) == 1 and 'gt_pasted_flags' not in out
+    assert out['img'] is img and len(out['gt_bboxes']) == 1
+    assert out['gt_pasted_flags'].tolist() == [False]
     # zero pastes is a no-op too
     out = XPaste(bank_two, classes=('cat', 'dog'), num_pastes=0)(make_results([(1, 1, 9, 9)]))
-    assert 'gt_pasted_flags' not in out
+    assert out['gt_pasted_flags'].tolist() == [False]
 
 
 def test_image_without_instances(bank_two):
@@ -470,6 +354,11 @@ def test_sampling_override(bank_two):
     (dict(classes='NoSuchDataset'), 'NoSuchDataset'),
     (dict(classes=('cat', 'cat', 'dog')), 'cat'),
     (dict(paste_flag_key=''), "''"),
+    (dict(flip=1), 'flip'),
+    (dict(photometric_match=dict(strength=(0.5, 1.5))), r'strength .*\(0.5, 1.5\)'),
+    (dict(photometric_match=dict(prob=2)), 'photometric_match.prob'),
+    (dict(photometric_match=dict(gain=2)), 'gain'),
+    (dict(photometric_match=True), 'True'),
 ])
 def test_invalid_arguments(bank_two, kwargs, match):
     cfg = dict(bank=bank_two, classes=('cat', 'dog'))
@@ -488,7 +377,7 @@ def test_resolve_class_names_and_repr(bank_two):
                 'size_range=', 'min_size=', 'max_size_ratio=', 'aspect_jitter=', 'flip=',
                 'rotation=10.0', 'color_jitter=', 'blend=', 'blend_sigma=', 'box_occluded_thr=',
                 'mask_occluded_thr=', 'min_visible_size=', 'category_map=', 'ignore_unknown=',
-                'paste_flag_key='):
+                'paste_flag_key=', 'photometric_match='):
         assert arg in text, arg
 
 
@@ -501,173 +390,6 @@ def test_registered_and_built_from_config(bank_two):
             classes=['cat', 'dog'],
             num_pastes=2))
     assert isinstance(t, XPaste) and len(t.bank) == 6
-
-
-# ------------------------------------------------------------------------------------ dataloader
-def make_tiny_lvis(root, classes, num_images=6, size=(64, 80)):
-    """LVIS-format json + JPEG images; annotations use only the first class."""
-    rng = np.random.default_rng(0)
-    (root / 'train2017').mkdir(parents=True)
-    images, anns = [], []
-    h, w = size
-    for i in range(1, num_images + 1):
-        name = f'{i:012d}.jpg'
-        cv2.imwrite(str(root / 'train2017' / name), rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
-        images.append(
-            dict(
-                id=i,
-                height=h,
-                width=w,
-                neg_category_ids=[],
-                not_exhaustive_category_ids=[],
-                coco_url=f'http://images.cocodataset.org/train2017/{name}'))
-        x, y = int(rng.integers(0, w - 20)), int(rng.integers(0, h - 20))
-        anns.append(
-            dict(
-                id=i,
-                image_id=i,
-                category_id=1,
-                bbox=[x, y, 16, 14],
-                area=16 * 14,
-                segmentation=[[x, y, x + 16, y, x + 16, y + 14, x, y + 14]]))
-    cats = [dict(id=i + 1, name=n, frequency='r', image_count=1) for i, n in enumerate(classes)]
-    path = root / 'lvis_v1_train.json'
-    path.write_text(json.dumps(dict(images=images, annotations=anns, categories=cats)))
-    return str(path)
-
-
-@pytest.mark.timeout(300)
-def test_dataloader_workers_lvis_class_balanced(tmp_path, bank_two):
-    from mmengine.dataset import pseudo_collate, worker_init_fn
-    from mmengine.registry import init_default_scope
-    from mmdet.registry import DATASETS
-
-    import xpaste.datasets  # noqa: F401  (registers XPaste and InstanceBank)
-    init_default_scope('mmdet')  # ClassBalancedDataset builds the inner dataset by scope
-
-    classes = ('bird', 'cat', 'dog')  # the json annotates only 'bird'; the bank holds cat, dog
-    ann_file = make_tiny_lvis(tmp_path / 'lvis', classes)
-    pipeline = [
-        dict(type='LoadImageFromFile'),
-        dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-        dict(type='Resize', scale=(96, 96), keep_ratio=True),
-        dict(type='RandomFlip', prob=0.5),
-        dict(
-            type='XPaste',
-            bank=dict(type='InstanceBank', root=bank_two),
-            classes=classes,
-            num_pastes=(1, 4),
-            size_mode='range',
-            size_range=(0.1, 0.3),
-            min_visible_size=2),
-    ]
-    cfg = dict(
-        type='ClassBalancedDataset',
-        oversample_thr=1e-3,
-        dataset=dict(
-            type='LVISV1Dataset',
-            data_root=str(tmp_path / 'lvis'),
-            ann_file=osp.basename(ann_file),
-            data_prefix=dict(img=''),
-            metainfo=dict(classes=classes),
-            pipeline=pipeline))
-
-    def run():
-        dataset = DATASETS.build(copy.deepcopy(cfg))
-        loader = torch.utils.data.DataLoader(
-            dataset,
-            batch_size=2,
-            num_workers=2,
-            collate_fn=pseudo_collate,
-            shuffle=False,
-            worker_init_fn=partial(worker_init_fn, num_workers=2, rank=0, seed=123))
-        return [s for batch in loader for s in _unbatch(batch)]
-
-    first, second = run(), run()
-    assert len(first) == 6
-    pasted_labels = set()
-    for a, b in zip(first, second):
-        np.testing.assert_array_equal(a['img'], b['img'])
-        np.testing.assert_array_equal(a['gt_bboxes_labels'], b['gt_bboxes_labels'])
-        flags = a['gt_pasted_flags']
-        assert flags.any()
-        assert (a['gt_bboxes_labels'][~flags] == 0).all()
-        pasted_labels |= set(a['gt_bboxes_labels'][flags].tolist())
-        h, w = a['img'].shape[:2]
-        check_invariants(a, h, w, originals_tight=False)
-    assert pasted_labels <= {1, 2} and pasted_labels
-
-
-def _unbatch(batch):
-    keys = ('img', 'gt_bboxes', 'gt_bboxes_labels', 'gt_ignore_flags', 'gt_masks',
-            'gt_pasted_flags')
-    return [{k: batch[k][i] for k in keys} for i in range(len(batch['img']))]
-
-
-# ------------------------------------------------------------------------------------ tools
-def load_tool(name):
-    import importlib.util
-    path = osp.join(osp.dirname(__file__), '..', '..', '..', 'tools', 'analysis', f'{name}.py')
-    spec = importlib.util.spec_from_file_location(f'_tool_{name}', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_benchmark_tool_runs_small(tmp_path, capsys):
-    bench = load_tool('benchmark_paste')
-    out = bench.main([
-        '--size', '128', '--num-instances', '3', '--num-pastes', '2', '--repeats', '1',
-        '--bank-size', '4', '--index-instances', '3000', '--json', '--work-dir',
-        str(tmp_path)
-    ])
-    printed = json.loads(capsys.readouterr().out)  # stdout holds exactly one JSON object
-    for key in ('ratio_warm', 'ratio_cold', 'index_bytes_per_instance', 'copypaste_ms',
-                'xpaste_warm_ms', 'xpaste_cold_ms', 'xpaste_warm_ms_by_pastes'):
-        assert key in printed and key in out
-    assert printed['index_instances'] == 3000
-    assert printed['index_bytes_per_instance'] <= 80
-    assert 1 <= printed['xpaste_pasted_kept_in_check'] <= 2
-
-
-def test_browse_tool_writes_samples(tmp_path, bank_two):
-    browse = load_tool('browse_pasted')
-    classes = ('bird', 'cat', 'dog')
-    ann_file = make_tiny_lvis(tmp_path / 'lvis', classes, num_images=3)
-    pipeline = [
-        dict(type='LoadImageFromFile'),
-        dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-        dict(
-            type='XPaste',
-            bank=bank_two,
-            classes=list(classes),
-            num_pastes=3,
-            size_mode='range',
-            size_range=(0.15, 0.3)),
-        dict(type='PackDetInputs'),
-    ]
-    cfg = dict(
-        default_scope='mmdet',
-        custom_imports=dict(imports=['xpaste.datasets'], allow_failed_imports=False),
-        train_dataloader=dict(
-            dataset=dict(
-                type='ClassBalancedDataset',
-                oversample_thr=1e-3,
-                dataset=dict(
-                    type='LVISV1Dataset',
-                    data_root=str(tmp_path / 'lvis'),
-                    ann_file=osp.basename(ann_file),
-                    data_prefix=dict(img=''),
-                    metainfo=dict(classes=classes),
-                    pipeline=pipeline))),
-        visualizer=dict(type='DetLocalVisualizer'))
-    cfg_file = tmp_path / 'browse_cfg.py'
-    cfg_file.write_text('\n'.join(f'{k} = {v!r}' for k, v in cfg.items()))
-    files = browse.main([str(cfg_file), '--output-dir', str(tmp_path / 'vis'), '--num', '2'])
-    assert len(files) == 2
-    for f in files:
-        img = cv2.imread(f)
-        assert img is not None and img.shape == (64, 80, 3)
 
 
 def test_bank_that_does_not_exist_yet_opens_on_first_use(tmp_path):

@@ -11,12 +11,17 @@ Modes (``BLEND_MODES``):
 - ``'gaussian'``: as ``'alpha'`` with the alpha feathered by a Gaussian blur of standard
   deviation ``sigma`` (pixels), which hides the cut-out's outline.
 - ``'poisson'``: seamless cloning (``cv2.seamlessClone``, ``NORMAL_CLONE``) of the pixels where
-  ``alpha >= 128``, solved inside the window only (uint8 BGR images).
+  ``alpha >= 128``, solved inside the window only. OpenCV solves on uint8 images: a float32
+  window (values in 0..255, as ``LoadImageFromFile(to_float32=True)`` gives) is rounded to uint8
+  for the solve, and only the instance's pixels (``alpha >= 128``) are written back, so the rest
+  of the window keeps its float values.
 """
 from typing import Optional
 
 import cv2
 import numpy as np
+
+from xpaste.utils.checks import check_choice
 
 BLEND_MODES = ('hard', 'alpha', 'gaussian', 'poisson')
 
@@ -30,9 +35,7 @@ _POISSON_PAD = 2
 
 def check_blend_mode(mode: str) -> str:
     """Return ``mode`` if it is a known blend mode, else raise ``ValueError`` naming it."""
-    if mode not in BLEND_MODES:
-        raise ValueError(f'blend mode must be one of {BLEND_MODES}, got {mode!r}')
-    return mode
+    return check_choice('blend mode', mode, BLEND_MODES)
 
 
 def blend_into(dst: np.ndarray,
@@ -45,8 +48,8 @@ def blend_into(dst: np.ndarray,
 
     Args:
         dst (np.ndarray): Destination window, ``(h, w, C)``, usually a view of the training
-            image; modified in place. uint8 for every mode, float32 also for ``'hard'``,
-            ``'alpha'`` and ``'gaussian'``.
+            image; modified in place. uint8 or float32 (``'poisson'``: 3 channels, float32
+            values in 0..255).
         src (np.ndarray): Source patch, ``(h, w, C)``, same dtype as ``dst``.
         alpha (np.ndarray): Opacity, ``(h, w)`` uint8 (255 = opaque).
         mode (str): One of :data:`BLEND_MODES`. Defaults to ``'hard'``.
@@ -97,12 +100,17 @@ def _cv_writable(a: np.ndarray) -> bool:
 def _poisson_into(dst: np.ndarray, src: np.ndarray, alpha: np.ndarray,
                   mask: Optional[np.ndarray]) -> np.ndarray:
     """Seamless cloning of ``src`` into the window ``dst`` (see :func:`blend_into`)."""
-    if dst.dtype != np.uint8 or dst.ndim != 3 or dst.shape[2] != 3:
-        raise TypeError(f'poisson blend needs uint8 3-channel images, got {dst.dtype} '
+    if dst.dtype not in (np.uint8, np.float32) or dst.ndim != 3 or dst.shape[2] != 3:
+        raise TypeError(f'poisson blend needs uint8 or float32 3-channel images, got {dst.dtype} '
                         f'{dst.shape}')
     if mask is None:
         mask = (alpha >= MASK_ALPHA_THR).view(np.uint8)
     if not mask.any():
+        return dst
+    if dst.dtype == np.float32:
+        # OpenCV solves on uint8: solve on a rounded copy, write back the instance's pixels only
+        out = _poisson_into(_to_uint8(dst), _to_uint8(src), alpha, mask)
+        np.copyto(dst, out, where=mask.astype(bool)[..., None], casting='unsafe')
         return dst
     p = _POISSON_PAD
     dst_ext = cv2.copyMakeBorder(np.ascontiguousarray(dst), p, p, p, p, cv2.BORDER_REFLECT)
@@ -119,3 +127,8 @@ def _poisson_into(dst: np.ndarray, src: np.ndarray, alpha: np.ndarray,
         return dst
     dst[...] = out[p:-p, p:-p]
     return dst
+
+
+def _to_uint8(a: np.ndarray) -> np.ndarray:
+    """A float array in 0..255 rounded and clipped to uint8 (a new contiguous array)."""
+    return np.clip(np.rint(a), 0, 255).astype(np.uint8)
