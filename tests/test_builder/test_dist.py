@@ -4,8 +4,8 @@ import threading
 import numpy as np
 import pytest
 
-from xpaste.builder.dist import (assigned, fingerprint, get_dist_info, json_from_npz, json_in_npz,
-                              wait_for)
+from xpaste.builder.dist import (block_bounds, block_owner, fingerprint, get_dist_info,
+                                 json_from_npz, json_in_npz, wait_for)
 from xpaste.utils.fileio import (atomic_write_bytes, atomic_write_json, atomic_write_npz, read_json,
                                  read_npz)
 
@@ -30,12 +30,13 @@ def test_get_dist_info_rejects_bad_values(env, match):
 
 
 @pytest.mark.parametrize('world_size', [1, 2, 3, 5])
-def test_assigned_covers_every_unit_once(world_size):
+def test_block_bounds_cover_every_unit_once(world_size):
     units = list(range(17))
-    parts = [assigned(units, r, world_size) for r in range(world_size)]
-    flat = sorted(u for p in parts for u in p)
-    assert flat == units
+    parts = [units[slice(*block_bounds(len(units), r, world_size))] for r in range(world_size)]
+    assert [u for p in parts for u in p] == units  # contiguous blocks, in rank order
     assert max(map(len, parts)) - min(map(len, parts)) <= 1
+    assert [block_owner(u, len(units), world_size) for u in units] == [
+        r for r, p in enumerate(parts) for _ in p]
 
 
 def test_fingerprint_ignores_speed_settings_only():

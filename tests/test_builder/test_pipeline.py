@@ -1,3 +1,4 @@
+import builtins
 import copy
 import glob
 import hashlib
@@ -5,6 +6,7 @@ import json
 import logging
 import os
 import os.path as osp
+import shutil
 from html.parser import HTMLParser
 from types import SimpleNamespace
 
@@ -12,9 +14,13 @@ import numpy as np
 import pytest
 from mmengine.logging import MMLogger
 
-from xpaste.builder.pipeline import BankBuilder, Chunk, category_key, merge_defaults
-from xpaste.builder.sources import ToySource
 from xpaste.bank import BankReader, BankWriter
+from xpaste.builder import stream
+from xpaste.builder.defaults import merge_defaults
+from xpaste.builder.layout import Chunk, category_key
+from xpaste.builder.pipeline import BankBuilder
+from xpaste.builder.segmenters import ClassicalSegmenter
+from xpaste.builder.sources import ToySource
 from xpaste.toy import render_single_instance, toy_categories
 
 NUM_CLASSES = 4
@@ -191,15 +197,19 @@ def test_rank_waits_for_other_ranks_outputs(toy_json, tmp_path):
     """8 chunks on 3 ranks: class 2's chunks are on ranks 1 and 2; rank 2 filters it."""
     cfg = make_cfg(tmp_path, toy_json)
     builder = BankBuilder(cfg, rank=2, world_size=3)
-    assert [c.cat for c in builder.my_chunks()] == [2, 3, 3]
-    assert builder.my_classes() == [2, 3]
-    assert [BankBuilder(cfg, rank=r, world_size=3).my_classes() for r in (0, 1)] == [[0], [1]]
+    plan = builder.ctx.plan
+    assert [c.cat for c in plan.my_chunks()] == [2, 3, 3]
+    assert plan.my_classes() == [2, 3]
+    assert not plan.is_local(2) and plan.is_local(3)
+    assert [BankBuilder(cfg, rank=r, world_size=3).ctx.plan.my_classes()
+            for r in (0, 1)] == [[0], [1]]
     cfg['dist'] = dict(wait_timeout=0.2, poll_interval=0.05)
     with pytest.raises(TimeoutError, match=r'2 chunk outputs needed by the filter stage missing '
                        r'after waiting 0 s: gen output of 00003-[a-z_]+/c00000, classical'):
         build(cfg, ['generate', 'segment', 'score', 'filter'], rank=2, world_size=3)
-    assert osp.isfile(builder.filter_path(3))  # class 3 was filtered as soon as it was done
-    assert not osp.isfile(builder.filter_path(2))
+    filter_stage = builder.stages['filter']
+    assert osp.isfile(filter_stage.path(3))  # class 3 was filtered as soon as it was done
+    assert not osp.isfile(filter_stage.path(2))
 
 
 def test_filter_reruns_alone_from_saved_outputs(reference, toy_json, tmp_path, monkeypatch):
@@ -320,6 +330,32 @@ def test_generator_nan_and_black_images_are_dropped_and_counted(toy_json, tmp_pa
     assert sum('CLIP scoring skipped' in r for r in records) == 1
 
 
+def test_images_made_in_the_main_process_stay_there(toy_json, tmp_path, monkeypatch):
+    """GPU source and GPU segmenter: the workers get the images to save and send none back;
+    the segment stage alone gets them from the workers."""
+    monkeypatch.setattr(ClassicalSegmenter, 'uses_gpu', True)  # runs in the main process
+    calls = []
+    real_job = stream.cpu_chunk_job
+
+    def recording(job):
+        result = real_job(job)
+        calls.append((job.items is not None, result.images is not None))
+        return result
+
+    monkeypatch.setattr(stream, 'cpu_chunk_job', recording)
+    cfg = make_cfg(tmp_path, toy_json, images_per_class=3, categories=dict(max_classes=2),
+                   source=dict(type='DiffusersSource', model='fake/sd', pipeline=FlakyPipe(),
+                               device='cpu'))
+    build(cfg, ['generate', 'segment', 'score', 'filter', 'write'])
+    assert calls == [(True, False)] * 2
+    assert len(glob.glob(str(tmp_path / 'seg' / 'classical' / '*' / '*.npz'))) == 2
+    assert len(bank_rows(str(tmp_path / 'bank'))) == 2
+    shutil.rmtree(tmp_path / 'seg')
+    calls.clear()
+    build(cfg, ['segment'])
+    assert calls == [(False, True)] * 2
+
+
 class Links(HTMLParser):
 
     def __init__(self):
@@ -344,11 +380,69 @@ def test_report_links_resolve(reference):
     assert len(glob.glob(str(work_dir / 'report' / 'hist' / '*.png'))) == NUM_CLASSES + 1
 
 
+def test_category_file_is_parsed_once(toy_json, tmp_path, monkeypatch):
+    """Categories and size statistics come from one parse of the annotation file."""
+    data = json.load(open(toy_json))
+    data['images'] = [dict(id=1, width=100, height=50, file_name='a.jpg')]
+    data['annotations'] = [
+        dict(id=i + 1, image_id=1, category_id=c['id'], bbox=[0, 0, 10, 20], area=200.0)
+        for i, c in enumerate(data['categories'])
+    ]
+    ann = tmp_path / 'ann.json'
+    ann.write_text(json.dumps(data))
+    opened = []
+    real_open = builtins.open
+
+    def counting_open(file, *args, **kwargs):
+        if str(file) == str(ann):
+            opened.append(file)
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, 'open', counting_open)
+    build(make_cfg(tmp_path / 'work', str(ann), images_per_class=3,
+                   write=dict(size_stats=True)), ['generate', 'segment', 'filter', 'write'])
+    monkeypatch.undo()
+    assert len(opened) == 1
+    stats = json.load(open(tmp_path / 'work' / 'bank' / 'manifest.json'))['size_stats']
+    assert stats['source'] == 'ann.json' and stats['num_annotations'] == NUM_CLASSES
+    assert stats['categories'][data['categories'][0]['name']]['mean'] == pytest.approx(0.2)
+
+
+def test_filter_reads_no_masks(toy_json, tmp_path, monkeypatch):
+    """The filter reads the per-image scalars of the segment outputs, not their masks."""
+    cfg = make_cfg(tmp_path, toy_json)
+    build(cfg, ['generate', 'segment', 'score'])
+    read = []
+    original = np.lib.npyio.NpzFile.__getitem__
+
+    def recording(self, key):
+        read.append(key)
+        return original(self, key)
+
+    monkeypatch.setattr(np.lib.npyio.NpzFile, '__getitem__', recording)
+    assert build(cfg, ['filter'])['filter']['classes'] == NUM_CLASSES
+    assert {'meta', 'area', 'component', 'phash'} <= set(read)
+    assert not [key for key in read if key.startswith('mask_')]
+
+
 def test_chunks_cover_each_class(toy_json, tmp_path):
     builder = BankBuilder(make_cfg(tmp_path, toy_json, images_per_class=7, chunk_size=3))
-    chunks = builder.chunks()
+    chunks = builder.ctx.plan.chunks
     assert chunks[:3] == [Chunk(0, 0, 0, 3), Chunk(0, 1, 3, 6), Chunk(0, 2, 6, 7)]
     assert sum(len(c) for c in chunks) == 7 * NUM_CLASSES
+
+
+def assert_configured(component, cfg):
+    """The settings of ``cfg`` that ``component`` describes have the config's values (a dict
+    setting: the keys the config gives; the component may fill in the others)."""
+    desc = component.describe()
+    shared = [k for k in cfg if k in desc and k != 'type']
+    for key in shared:
+        if isinstance(cfg[key], dict):
+            assert {k: desc[key][k] for k in cfg[key]} == cfg[key], key
+        else:
+            assert desc[key] == cfg[key], key
+    return shared
 
 
 @pytest.mark.parametrize('config', sorted(glob.glob('configs/bank/*.py')))
@@ -357,14 +451,24 @@ def test_bank_configs_build_their_components(config):
 
     from xpaste.builder.clip_scoring import ClipScorer
     from xpaste.builder.filters import InstanceFilter
-    from xpaste.builder.segmenters import build_segmenters
+    from xpaste.builder.segmenters import SEGMENTERS, build_segmenters
     from xpaste.builder.sources import build_source
     cfg = merge_defaults(Config.fromfile(config).to_dict())
-    build_source(cfg['source'])
-    build_segmenters(cfg['segment']['segmenters'])
-    InstanceFilter(**cfg['filter'])
+    source = build_source(cfg['source'])
+    assert type(source).__name__ == source.describe()['type'] == cfg['source']['type']
+    assert assert_configured(source, cfg['source'])  # e.g. model, steps, size or root
+    seg_cfgs = cfg['segment']['segmenters']
+    segmenters = build_segmenters(seg_cfgs)
+    assert [type(s).__name__ for s in segmenters] == [c['type'] for c in seg_cfgs]
+    assert [s.name for s in segmenters] == [
+        c.get('name', SEGMENTERS.get(c['type']).default_name) for c in seg_cfgs]
+    for seg, seg_cfg in zip(segmenters, seg_cfgs):
+        assert_configured(seg, seg_cfg)
+    instance_filter = InstanceFilter(**cfg['filter'])
+    assert instance_filter.describe() == cfg['filter']  # every threshold as configured
     if cfg['score'] is not None:
-        ClipScorer(**cfg['score'])
+        scorer = ClipScorer(**cfg['score'])
+        assert {'model', 'pretrained'} <= set(assert_configured(scorer, cfg['score']))
 
 
 @pytest.mark.slow

@@ -18,7 +18,8 @@ from mmengine.config import DictAction
 from mmengine.logging import MMLogger
 
 from xpaste.builder.dist import get_dist_info, init_process_group
-from xpaste.builder.pipeline import STAGES, BankBuilder
+from xpaste.builder.layout import STAGES
+from xpaste.builder.pipeline import BankBuilder
 from xpaste.utils.config import load_config
 
 
@@ -70,7 +71,7 @@ def main(argv=None):
         f'xpaste-bank-{stamp}-{rank}-{uuid.uuid4().hex[:6]}', log_file=log_file, log_level='INFO')
     builder = BankBuilder(cfg.to_dict(), rank=rank, world_size=world_size)
     if rank == 0:
-        cfg.dump(osp.join(builder.work_dir, 'logs', f'config_{stamp}.py'))
+        cfg.dump(osp.join(builder.ctx.work_dir, 'logs', f'config_{stamp}.py'))
     return builder.run(args.stage)
 
 

@@ -1,22 +1,21 @@
-"""Ranks, work assignment, atomic files and fingerprints of the bank builder.
+"""Ranks, work assignment, fingerprints and waiting for other ranks in a bank build.
 
 A bank build is split into *work units* (a chunk of images of one class for the per-image stages,
-a whole class for the per-class stages). Units are given to ranks by :func:`block_bounds`
-(contiguous blocks) or :func:`assigned` (round robin): the assignment depends only on the unit
-list, so any number of ranks covers every unit exactly once, and a rerun with another number of
-ranks finds the same files.
+a whole class for the per-class stages). Ranks take contiguous blocks of the unit list
+(:func:`block_bounds`): the assignment depends only on the unit list, so any number of ranks
+covers every unit exactly once, and a rerun with another number of ranks finds the same files.
 
-Every output file is written atomically (:func:`atomic_write_bytes`: a temporary file in the
-same directory, then ``os.replace``), so a killed run leaves either the whole file or none, and
-carries the *fingerprint* of the settings that produced it: a rerun skips a unit whose file
-exists with the current fingerprint and redoes it otherwise.
+Every output file is written atomically (:mod:`xpaste.utils.fileio`) and carries the
+*fingerprint* of the settings that produced it (:func:`fingerprint`): a rerun skips a unit whose
+file exists with the current fingerprint and redoes it otherwise. Ranks without a process group
+wait for each other's files (:func:`wait_for`).
 """
 import hashlib
 import json
 import logging
 import os
 import time
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, Optional
 
 import numpy as np
 from mmengine.logging import print_log
@@ -26,7 +25,7 @@ from mmengine.logging import print_log
 # out of fingerprints so that e.g. a different batch size on a rerun does not redo finished work.
 NON_SEMANTIC_KEYS = frozenset({
     'batch_size', 'device', 'num_workers', 'workers', 'max_pending', 'compile', 'progress',
-    'enable_cpu_offload', 'wait_timeout', 'poll_interval', 'start_method', 'executor'
+    'wait_timeout', 'poll_interval', 'start_method'
 })
 
 
@@ -63,11 +62,6 @@ def get_dist_info(env: Optional[dict] = None) -> tuple[int, int, int]:
         raise ValueError(f'rank {rank} is not in [0, world_size={world_size}) '
                          f'(from {keys[0]}/{keys[1]})')
     return rank, world_size, local_rank
-
-
-def assigned(units: Sequence, rank: int, world_size: int) -> list:
-    """The units of ``units`` that belong to ``rank``: every ``world_size``-th from ``rank``."""
-    return list(units[rank::world_size])
 
 
 def block_bounds(num_units: int, rank: int, world_size: int) -> tuple[int, int]:

@@ -2,7 +2,7 @@
 
 Each selected annotation's polygon/RLE mask is decoded with pycocotools, the image and mask are
 cropped to the mask's tight box and stored as a BGRA crop (alpha = mask) with
-:class:`~xpaste.bank.storage.BankWriter`; the bank's manifest also gets the dataset's per-class
+:class:`~xpaste.bank.BankWriter`; the bank's manifest also gets the dataset's per-class
 size statistics. This gives the "copy-paste from the training set" bank, built with the same
 format and code path as generated banks.
 """
@@ -20,9 +20,8 @@ from mmengine.logging import print_log
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
-from xpaste.bank.annotations import COCO_URL_PREFIX
-from xpaste.bank import (BankWriter, compute_size_stats, finalize_bank, load_annotations,
-                         package_versions, select_categories)
+from xpaste.bank import (COCO_URL_PREFIX, BankWriter, compute_size_stats, finalize_bank,
+                         load_annotations, package_versions, select_categories)
 
 ANNOTATION_SEGMENTER = 'annotation'
 

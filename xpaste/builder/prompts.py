@@ -34,11 +34,29 @@ def display_name(name: str) -> str:
     return ' '.join(name.replace('_', ' ').split())
 
 
+def read_category_file(ann_file: str) -> dict:
+    """Parse an LVIS/COCO-format json with a ``categories`` list (the whole file: a build reads
+    its categories and its size statistics from this one parse).
+
+    Raises:
+        FileNotFoundError: ``ann_file`` does not exist.
+        ValueError: the json is not an object with a ``categories`` list.
+    """
+    if not osp.isfile(ann_file):
+        raise FileNotFoundError(f'category file not found: {ann_file!r}')
+    with open(ann_file) as f:
+        data = json.load(f)
+    if not isinstance(data, dict) or not isinstance(data.get('categories'), list):
+        raise ValueError(f'{ann_file}: expected a json object with a "categories" list')
+    return data
+
+
 def load_categories(ann_file: Optional[str] = None,
                     names: Optional[Sequence[str]] = None,
                     include: Optional[Sequence[str]] = None,
                     exclude: Optional[Sequence[str]] = None,
-                    max_classes: Optional[int] = None) -> list[dict]:
+                    max_classes: Optional[int] = None,
+                    data: Optional[dict] = None) -> list[dict]:
     """Load the categories of a build, sorted by id.
 
     Args:
@@ -48,6 +66,8 @@ def load_categories(ann_file: Optional[str] = None,
         include (Sequence[str], optional): Keep only these names. Defaults to all.
         exclude (Sequence[str], optional): Drop these names. Defaults to none.
         max_classes (int, optional): Keep the first ``max_classes`` (by id) after filtering.
+        data (dict, optional): ``ann_file`` already parsed (:func:`read_category_file`); read
+            from ``ann_file`` when None. Defaults to None.
 
     Returns:
         list[dict]: ``{'id', 'name', 'synonyms', 'def', ...}`` per category (other fields of the
@@ -62,13 +82,7 @@ def load_categories(ann_file: Optional[str] = None,
         raise ValueError('give exactly one of ann_file and names, got '
                          f'ann_file={ann_file!r}, names={names!r}')
     if ann_file is not None:
-        if not osp.isfile(ann_file):
-            raise FileNotFoundError(f'category file not found: {ann_file!r}')
-        with open(ann_file) as f:
-            data = json.load(f)
-        cats = data.get('categories') if isinstance(data, dict) else None
-        if not isinstance(cats, list):
-            raise ValueError(f'{ann_file}: expected a json object with a "categories" list')
+        cats = (read_category_file(ann_file) if data is None else data)['categories']
         source = ann_file
     else:
         cats = [{'id': i + 1, 'name': str(n)} for i, n in enumerate(names)]

@@ -102,11 +102,6 @@ def cutout_on_white(image: np.ndarray,
     return crop
 
 
-def to_bgra(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """BGR image + bool mask -> BGRA uint8 with alpha 255 inside the mask."""
-    return np.dstack([image, mask.astype(np.uint8) * 255])
-
-
 def pack_mask(mask: np.ndarray) -> np.ndarray:
     """A bool mask packed to bits (uint8, 8x smaller) for storage."""
     return np.packbits(np.asarray(mask, dtype=bool).ravel())

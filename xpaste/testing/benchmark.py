@@ -224,11 +224,12 @@ def run_benchmark(arch: str = 'sd15',
         workers=dict(type=executor, num_workers=workers),
         progress=False)
     builder = BankBuilder(cfg, rank=0, world_size=1)
-    builder.source.setup()
-    if builder.scorer is not None:  # warm up CLIP (first-call kernel selection)
-        builder.scorer.setup()
-        size = builder.scorer.input_size
-        builder.scorer.scores(builder.scorer.encode(np.zeros((2, size, size, 3), np.uint8)), cat)
+    scorer = builder.ctx.scorer
+    builder.ctx.source.setup()
+    if scorer is not None:  # warm up CLIP (first-call kernel selection)
+        scorer.setup()
+        size = scorer.input_size
+        scorer.scores(scorer.encode(np.zeros((2, size, size, 3), np.uint8)), cat)
     total = num_classes * per_class
     _sync(device)
     start = time.perf_counter()
@@ -252,7 +253,7 @@ def run_benchmark(arch: str = 'sd15',
 
     stages = dict(generate=generator_img_s)
     stages['segment'] = alone('segment', ['seg', 'score', 'filter', 'write', 'bank'])
-    if builder.scorer is not None:
+    if scorer is not None:
         stages['score'] = alone('score', ['score', 'filter', 'write', 'bank'])
     stages['filter'] = alone('filter', ['filter', 'write', 'bank'])
     stages['write'] = alone('write', ['write', 'bank'])
