@@ -290,6 +290,40 @@ def cluttered_background(height: int, width: int, rng: np.random.Generator) -> n
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
+def textured_background(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """A patterned surface (fabric, wood, tiles): two colours mixed by a periodic pattern.
+
+    A sum of two sine gratings of random period (8-40 px), orientation and phase, optionally
+    squared into tiles, mixes two random muted colours; a brightness gradient and pixel noise
+    follow. Unlike :func:`plain_background` the border is not one colour, and unlike
+    :func:`cluttered_background` the pattern is regular and may have strong edges.
+
+    Args:
+        height (int): Image height.
+        width (int): Image width.
+        rng (np.random.Generator): Source of randomness.
+
+    Returns:
+        np.ndarray: uint8 BGR image of shape (height, width, 3).
+    """
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    pattern = np.zeros((height, width), np.float32)
+    for _ in range(2):
+        a = rng.uniform(0, np.pi)
+        period = rng.uniform(8, 40)
+        u = (xs * np.cos(a) + ys * np.sin(a)) / period + rng.uniform(0, 1)
+        pattern += np.sin(2 * np.pi * u).astype(np.float32)
+    if rng.random() < 0.5:  # tiles: hard edges
+        pattern = np.sign(pattern)
+    weight = (0.5 + 0.25 * pattern)[..., None]
+    first = hsv_to_bgr(rng.uniform(0, 360), rng.uniform(0.05, 0.5), rng.uniform(0.3, 0.9))
+    second = hsv_to_bgr(rng.uniform(0, 360), rng.uniform(0.05, 0.5), rng.uniform(0.3, 0.9))
+    img = first * weight + second * (1 - weight)
+    img *= 1 + rng.uniform(0.0, 0.3) * _gradient(height, width, rng)[..., None]
+    img += 3.0 * rng.standard_normal(size=img.shape, dtype=np.float32)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
 def plain_background(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
     """A light, near-uniform background with a faint gradient and pixel noise.
 
@@ -326,6 +360,35 @@ def paste(image: np.ndarray, bgr: np.ndarray, mask: np.ndarray, x: int, y: int) 
     window[mask] = bgr[mask]
 
 
+def extent_for_coverage(shape: str,
+                        pose: ToyPose,
+                        coverage: float,
+                        size: int,
+                        fit: float = 0.92) -> tuple[float, float]:
+    """The extent at which an object covers ``coverage`` of a square image, capped to fit.
+
+    Area grows with extent**2 and the object's canvas with extent: the extent is scaled from
+    a reference drawing to hit the target area, then capped so that the longer side of the
+    object's canvas is at most ``fit * size``.
+
+    Args:
+        shape (str): One of :data:`TOY_SHAPES`.
+        pose (ToyPose): The instance's variation (rotation and aspect change the area).
+        coverage (float): Target object area / image area.
+        size (int): Side of the square image.
+        fit (float): Largest canvas side, as a fraction of ``size``. Defaults to 0.92.
+
+    Returns:
+        tuple[float, float]: ``(extent, area)``: the extent for :func:`draw_instance` and the
+        object area in pixels it gives (approximately).
+    """
+    ref_extent = float(size)
+    ref_mask = _shape_mask(shape, ref_extent, pose)
+    extent = ref_extent * min(
+        np.sqrt(coverage * size * size / ref_mask.sum()), fit * size / max(ref_mask.shape))
+    return extent, float(ref_mask.sum() * (extent / ref_extent)**2)
+
+
 def render_single_instance(category: ToyCategory,
                            rng: np.random.Generator,
                            size: int = 256) -> tuple[np.ndarray, np.ndarray]:
@@ -347,17 +410,11 @@ def render_single_instance(category: ToyCategory,
     """
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 32:
         raise ValueError(f'size must be an int >= 32, got {size!r}')
-    fit = 0.92 * size
     for _ in range(50):
         pose = sample_pose(rng)
         coverage = rng.uniform(0.25, 0.6)
-        ref_extent = float(size)
-        ref_mask = _shape_mask(category.shape, ref_extent, pose)
-        # Area grows with extent**2 and the canvas with extent: pick the extent hitting the
-        # target coverage, capped so that the object fits into the image.
-        extent = ref_extent * min(
-            np.sqrt(coverage * size * size / ref_mask.sum()), fit / max(ref_mask.shape))
-        if ref_mask.sum() * (extent / ref_extent)**2 >= 0.22 * size * size:
+        extent, area = extent_for_coverage(category.shape, pose, coverage, size)
+        if area >= 0.22 * size * size:
             break
     bgr, mask = draw_instance(category, extent, pose=pose)
     h, w = mask.shape
