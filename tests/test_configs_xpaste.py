@@ -1,20 +1,34 @@
-"""Every paste config differs from its baseline only by its paste step(s) and the bank they name.
+"""Every paste config is its baseline plus its paste step(s), and differs from its reference row
+by exactly the options it names.
 
-A paste config (one whose training pipeline holds an ``XPaste`` step) in ``configs/xpaste/`` or
-``configs/toy/`` declares its baseline by name: removing the paste tag (``-xpaste``,
-``-copypaste``, and the ablation tags after them) from the augmentation part of the name gives
-the baseline's file name, e.g. ``..._8xb2-sample1e-3-ms-xpaste-n5-2x_lvis-v1.py`` ->
-``..._8xb2-sample1e-3-ms-2x_lvis-v1.py``. The two configs, as dicts, must be equal once the
-paste steps are removed from the training pipelines and the top-level variables that only feed
-them (``bank*``, ``xpaste*``, ``copypaste*``, ``paste*``, ``num_pastes``) are dropped. The
-baseline itself must hold no paste step, and the paste steps must sit after ``RandomFlip``,
-right before ``PackDetInputs``.
+Two checks, both built on :func:`compare_to_baseline` / :func:`compare_to_reference`:
+
+1. **Baseline** (every paste config, i.e. one whose training pipeline holds an ``XPaste`` step, in
+   ``configs/xpaste/`` and ``configs/toy/``): the config names its baseline: removing the paste
+   tag (``-xpaste``, ``-copypaste``, and the ablation tags after them) from the augmentation part
+   of the name gives the baseline's file name, e.g.
+   ``..._8xb2-sample1e-3-ms-xpaste-n5-2x_lvis-v1.py`` -> ``..._8xb2-sample1e-3-ms-2x_lvis-v1.py``.
+   The two configs, as dicts, must be equal once the paste steps are removed from the *training*
+   pipelines and the top-level variables that only feed them (``bank*``, ``xpaste*``,
+   ``copypaste*``, ``paste*``, ``num_pastes``) are dropped. The val/test pipelines are compared as
+   they are and may hold no paste step (nor may anything else outside the training pipeline);
+   the baseline holds no paste step at all; the paste steps sit after ``RandomFlip``, right
+   before ``PackDetInputs``.
+2. **Reference** (the table :data:`REFERENCES`): a config derived from another paste config (an
+   ablation from its X-Paste row, the copy-paste/retrieved/both rows from the X-Paste row) or from
+   a shared paste step (an X-Paste row from ``configs/xpaste/_base_/xpaste_lvis-v1.py``) must equal
+   it outside the paste steps and, inside them, differ in exactly the dotted keys the table names
+   (``'paste[0].blend'``): every named key differs, nothing else does. A family of configs whose
+   rows are "baseline + paste step(s)" is covered by adding its rows to the table and its folder
+   to :data:`COVERED_DIRS`.
 """
 import copy
 import functools
 import glob
 import os.path as osp
 import re
+from dataclasses import dataclass
+from typing import Optional, Sequence
 
 import pytest
 from mmengine.config import Config
@@ -26,6 +40,8 @@ PASTE_TYPES = ('XPaste', 'mmdet.XPaste')
 HELPER_VAR = re.compile(r'^(bank|xpaste|copypaste|paste|num_pastes)')
 # `-xpaste[-tag...]` or `-copypaste[-tag...]` just before the schedule (`-2x_`, `-1k_`, `-12e_`).
 PASTE_TAG = re.compile(r'-(?:xpaste|copypaste)(?:-[0-9a-z]+)*?(?=-\d+[xke]_)')
+# Where a paste step belongs: the training pipelines (and the variables that build them).
+TRAIN_KEYS = ('train_dataloader', 'train_pipeline')
 
 
 def _all_configs() -> list:
@@ -41,6 +57,11 @@ ALL_CONFIGS = _all_configs()
 @functools.lru_cache(maxsize=None)
 def _load(path: str) -> dict:
     return Config.fromfile(path).to_dict()
+
+
+def load(rel_path: str) -> dict:
+    """A config (path relative to the repository root) as a dict; cached, do not modify."""
+    return _load(osp.join(ROOT, rel_path))
 
 
 def baseline_name(name: str):
@@ -75,6 +96,32 @@ def has_paste_step(cfg: dict) -> bool:
     return any(_is_paste(s) for _, steps in train_pipelines(cfg) for s in steps)
 
 
+def paste_steps(cfg: dict) -> list:
+    """The paste steps of a config's training pipelines, in order."""
+    return [s for _, steps in train_pipelines(cfg) for s in steps if _is_paste(s)]
+
+
+def _paste_paths(node, path=''):
+    """Paths of every paste step under ``node``."""
+    if _is_paste(node):
+        yield path
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from _paste_paths(value, f'{path}.{key}' if path else str(key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _paste_paths(value, f'{path}[{i}]')
+
+
+def misplaced_paste_steps(cfg: dict) -> list:
+    """Paste steps outside the training pipelines (val/test pipelines, evaluators, hooks...),
+    other than in the top-level variables that define them."""
+    return [
+        f'{path}: a paste step outside the training pipeline'
+        for key, value in cfg.items() if key not in TRAIN_KEYS and not HELPER_VAR.match(key)
+        for path in _paste_paths(value, key)]
+
+
 def _drop_redundant_scope(node, scope):
     """Remove ``_scope_`` entries equal to the scope already in effect (mmengine marks the dicts
     of an ``mmdet::`` base file with ``_scope_='mmdet'``, so a pipeline taken from
@@ -92,36 +139,42 @@ def _drop_redundant_scope(node, scope):
 
 
 def strip_paste(cfg: dict) -> dict:
-    """A copy of ``cfg`` without paste steps (in every pipeline and ``train_pipeline``), without
-    the top-level helper variables of the paste step and without redundant ``_scope_`` marks."""
+    """A copy of ``cfg`` without the paste steps of its training pipelines (``train_dataloader``
+    and ``train_pipeline``), without the top-level helper variables of the paste step and
+    without redundant ``_scope_`` marks. Val/test pipelines are left as they are."""
     out = {k: copy.deepcopy(v) for k, v in cfg.items() if not HELPER_VAR.match(k)}
     _drop_redundant_scope(out, out.get('default_scope'))
-    for _, steps in _pipelines(out):
+    for _, steps in _pipelines(out.get('train_dataloader', {})):
         steps[:] = [s for s in steps if not _is_paste(s)]
     if isinstance(out.get('train_pipeline'), list):
         out['train_pipeline'] = [s for s in out['train_pipeline'] if not _is_paste(s)]
     return out
 
 
-def config_diff(a, b, path: str = '') -> list:
-    """Paths (``'train_cfg.max_iters'``, ``'model.roi_head.bbox_head[1]'``) where ``a`` and
-    ``b`` differ, with both values."""
+def _diffs(a, b, path: str = '') -> list:
+    """``(path, message)`` of every place where ``a`` (variant) and ``b`` (reference) differ."""
     if isinstance(a, dict) and isinstance(b, dict):
         diffs = []
         for key in sorted(set(a) | set(b), key=str):
             sub = f'{path}.{key}' if path else str(key)
             if key not in a or key not in b:
-                where = 'variant' if key in a else 'baseline'
-                diffs.append(f'{sub}: only in the {where}')
+                where = 'variant' if key in a else 'reference'
+                diffs.append((sub, f'{sub}: only in the {where}'))
             else:
-                diffs += config_diff(a[key], b[key], sub)
+                diffs += _diffs(a[key], b[key], sub)
         return diffs
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b):
         diffs = []
         for i, (x, y) in enumerate(zip(a, b)):
-            diffs += config_diff(x, y, f'{path}[{i}]')
+            diffs += _diffs(x, y, f'{path}[{i}]')
         return diffs
-    return [] if a == b else [f'{path}: {a!r} (variant) != {b!r} (baseline)']
+    return [] if a == b else [(path, f'{path}: {a!r} (variant) != {b!r} (reference)')]
+
+
+def config_diff(a, b, path: str = '') -> list:
+    """Paths (``'train_cfg.max_iters'``, ``'model.roi_head.bbox_head[1]'``) where ``a`` and
+    ``b`` differ, with both values."""
+    return [message for _, message in _diffs(a, b, path)]
 
 
 def placement_problems(cfg: dict) -> list:
@@ -144,17 +197,185 @@ def placement_problems(cfg: dict) -> list:
     return problems
 
 
+def compare_outside_paste(variant: dict, reference: dict) -> list:
+    """Every difference between two configs outside the paste steps of their training
+    pipelines, and every paste step of either outside a training pipeline."""
+    problems = misplaced_paste_steps(variant)
+    problems += [f'reference {p}' for p in misplaced_paste_steps(reference)]
+    problems += config_diff(strip_paste(variant), strip_paste(reference))
+    return problems
+
+
 def compare_to_baseline(variant: dict, baseline: dict) -> list:
-    """Every reason why ``variant`` is not ``baseline`` plus paste steps (empty: it is)."""
+    """Every reason why ``variant`` is not ``baseline`` plus paste steps (empty: it is). The
+    paste steps' arguments are free here (:func:`compare_to_reference` checks them)."""
     problems = []
     if not has_paste_step(variant):
         problems.append('the variant has no paste step in its training pipeline')
     if has_paste_step(baseline):
         problems.append('the baseline has a paste step in its training pipeline')
     problems += placement_problems(variant)
-    problems += config_diff(strip_paste(variant), strip_paste(baseline))
+    problems += compare_outside_paste(variant, baseline)
     return problems
 
+
+def _matches(path: str, key: str) -> bool:
+    """Whether the diff at ``path`` lies at or under the dotted ``key``."""
+    return path == key or path.startswith((key + '.', key + '['))
+
+
+def compare_paste_steps(steps: list, reference_steps: list, allowed: Sequence[str] = (),
+                        step_map: Optional[Sequence[int]] = None, scope=None) -> list:
+    """Every reason why ``steps`` are not ``reference_steps`` with exactly the ``allowed`` keys
+    changed (empty: they are).
+
+    Args:
+        steps (list): the variant's paste steps (dicts), in pipeline order.
+        reference_steps (list): the paste steps it derives from.
+        allowed (Sequence[str]): dotted keys into the steps, ``'paste[0].bank.root'``, that must
+            differ (a key only one side has counts as differing); any other difference is a
+            problem. Defaults to ().
+        step_map (Sequence[int], optional): for each variant step, the index of the reference
+            step it is compared with (``(0, 0)``: two steps, both derived from the reference's
+            only step). Defaults to None: step ``i`` with reference step ``i``, same count.
+        scope (str, optional): the default scope; ``_scope_`` marks equal to it are ignored.
+    """
+    if step_map is None:
+        step_map = list(range(len(reference_steps)))
+    if len(steps) != len(step_map):
+        return [f'paste: {len(steps)} paste step(s), expected {len(step_map)} '
+                f'(one per entry of step_map {list(step_map)})']
+    if any(not 0 <= j < len(reference_steps) for j in step_map):
+        return [f'paste: step_map {list(step_map)} names a step the reference lacks '
+                f'(it has {len(reference_steps)})']
+    variant = copy.deepcopy(list(steps))
+    reference = [copy.deepcopy(reference_steps[j]) for j in step_map]
+    _drop_redundant_scope(variant, scope)
+    _drop_redundant_scope(reference, scope)
+    diffs = _diffs(variant, reference, 'paste')
+    problems = [f'{message} (not one of the changes this config may make: {list(allowed)})'
+                for path, message in diffs if not any(_matches(path, key) for key in allowed)]
+    problems += [f'{key}: expected to differ from the reference, but it is the same'
+                 for key in allowed if not any(_matches(path, key) for path, _ in diffs)]
+    return problems
+
+
+def compare_to_reference(variant: dict, reference: dict, allowed: Sequence[str] = (),
+                         step_map: Optional[Sequence[int]] = None,
+                         reference_steps: Optional[list] = None) -> list:
+    """Every reason why ``variant`` is not ``reference`` with exactly the ``allowed`` options of
+    its paste steps changed (empty: it is).
+
+    Args:
+        variant (dict): the config checked.
+        reference (dict): the config it derives from: another paste config, or (with
+            ``reference_steps``) the baseline.
+        allowed (Sequence[str]): see :func:`compare_paste_steps`. Defaults to ().
+        step_map (Sequence[int], optional): see :func:`compare_paste_steps`. Defaults to None.
+        reference_steps (list, optional): the reference paste steps when they are not
+            ``reference``'s own (a row against its baseline and a shared step). Defaults to None.
+    """
+    if reference_steps is None:
+        reference_steps = paste_steps(reference)
+    problems = placement_problems(variant)
+    if not has_paste_step(variant):
+        problems.append('the variant has no paste step in its training pipeline')
+    if not reference_steps:
+        problems.append('the reference has no paste step to compare with')
+    problems += compare_outside_paste(variant, reference)
+    problems += compare_paste_steps(paste_steps(variant), reference_steps, allowed, step_map,
+                                    variant.get('default_scope'))
+    return problems
+
+
+# ------------------------------------------------------------------ the table of references
+@dataclass(frozen=True)
+class Reference:
+    """What a paste config derives from.
+
+    Args:
+        config (str): the reference config, relative to the repository root.
+        allowed (tuple): dotted keys into the paste steps (``'paste[0].num_pastes'``) that
+            differ from the reference; nothing else may. Defaults to ().
+        step_map (tuple, optional): for each paste step of the config, the reference step it
+            derives from. Defaults to None (the same steps).
+        steps_from (str, optional): a file (a shared step, or another row) whose top-level
+            ``xpaste`` is the reference's one paste step, when ``config`` is a baseline without
+            one. Defaults to None.
+    """
+    config: str
+    allowed: tuple = ()
+    step_map: Optional[tuple] = None
+    steps_from: Optional[str] = None
+
+    def reference_steps(self):
+        return None if self.steps_from is None else [load(self.steps_from)['xpaste']]
+
+
+MRCNN = 'mask-rcnn_r50_fpn_8xb2-sample1e-3-ms-{}2x_lvis-v1.py'
+CASCADE = 'cascade-' + MRCNN
+TOY = 'mask-rcnn_r18-slim_fpn_1xb4-{}1k_toy-lvis.py'
+LVIS_STEP = 'configs/xpaste/_base_/xpaste_lvis-v1.py'
+TWO_BANKS = ('paste[0].num_pastes', 'paste[1].num_pastes', 'paste[1].bank.root')
+
+
+def _lvis(name, tag=''):
+    return 'configs/xpaste/lvis/' + name.format(tag)
+
+
+def _ablation(tag):
+    return 'configs/xpaste/ablations/' + MRCNN.format(f'xpaste-{tag}-')
+
+
+def _lvis_rows(name) -> dict:
+    xpaste = _lvis(name, 'xpaste-')
+    return {
+        # the baseline plus the shared X-Paste step, unchanged
+        xpaste: Reference(_lvis(name), steps_from=LVIS_STEP),
+        # the same step on another bank
+        _lvis(name, 'copypaste-'): Reference(xpaste, ('paste[0].bank.root',)),
+        _lvis(name, 'xpaste-retrieved-'): Reference(xpaste, ('paste[0].bank.root',)),
+        # two copies of the step, half the pastes each, the second on the retrieved bank
+        _lvis(name, 'xpaste-both-'): Reference(xpaste, TWO_BANKS, step_map=(0, 0)),
+    }
+
+
+# config -> what it derives from and the only options of its paste steps that differ
+REFERENCES = {
+    **_lvis_rows(MRCNN),
+    **_lvis_rows(CASCADE),
+    # ablations of the Mask R-CNN X-Paste row: one option each
+    **{_ablation(tag): Reference(_lvis(MRCNN, 'xpaste-'), ('paste[0].num_pastes',))
+       for tag in ('n5', 'n10', 'n40')},
+    **{_ablation(tag): Reference(_lvis(MRCNN, 'xpaste-'), ('paste[0].blend',))
+       for tag in ('hard', 'alpha', 'poisson')},
+    **{_ablation(tag): Reference(_lvis(MRCNN, 'xpaste-'), ('paste[0].bank.root',))
+       for tag in ('clip0', 'clip18', 'clip24', 'sam', 'clipseg', 'ensemble')},
+    _ablation('uniform'): Reference(_lvis(MRCNN, 'xpaste-'), ('paste[0].bank.sampling',)),
+    _ablation('freq'): Reference(
+        _lvis(MRCNN, 'xpaste-'),
+        ('paste[0].bank.sampling', 'paste[0].bank.freq_power', 'paste[0].bank.class_frequency')),
+    # the toy world
+    'configs/toy/' + TOY.format('copypaste-'): Reference(
+        'configs/toy/' + TOY.format('xpaste-'), ('paste[0].bank.root',)),
+    'configs/xpaste/toy/' + TOY.format('xpaste-copypaste-'): Reference(
+        'configs/toy/' + TOY.format('xpaste-'), TWO_BANKS, step_map=(0, 0)),
+    # CenterNet2 on the toy world: its baseline plus the toy Mask R-CNN X-Paste step, unchanged
+    'configs/toy/centernet2_r18-slim_fpn_1xb4-xpaste-1k_toy-lvis.py': Reference(
+        'configs/toy/centernet2_r18-slim_fpn_1xb4-1k_toy-lvis.py',
+        steps_from='configs/toy/' + TOY.format('xpaste-')),
+    # bank quality and diversity: each a bank built with one builder option
+    # (configs/bank/lvis_{routed,mixed}.py, lvis_sd15_{prompts,sam-bg,mmdet,ensemble4,real}.py)
+    **{_ablation(tag): Reference(_lvis(MRCNN, 'xpaste-'), ('paste[0].bank.root',))
+       for tag in ('routed', 'mixed', 'prompts', 'sambg', 'mmdet', 'ensemble4', 'real')},
+    # photometric matching of pasted instances (off in the reference row)
+    _ablation('photo'): Reference(_lvis(MRCNN, 'xpaste-'), ('paste[0].photometric_match',)),
+}
+# Folders whose every paste config must have an entry in REFERENCES (except the one row per
+# family that defines its step in place: the toy X-Paste config).
+COVERED_DIRS = ('configs/xpaste/lvis', 'configs/xpaste/ablations', 'configs/xpaste/toy',
+                'configs/toy')
+DEFINES_ITS_STEP = ('configs/toy/' + TOY.format('xpaste-'), )
 
 # Chosen by name (configs load lazily, per test); test_name_and_paste_steps_agree fails for a
 # config whose name and pipeline disagree.
@@ -188,6 +409,25 @@ def test_paste_config_differs_from_baseline_only_by_paste_steps(path):
                           + '\n  '.join(problems))
 
 
+@pytest.mark.parametrize('path', sorted(REFERENCES))
+def test_paste_config_differs_from_its_reference_by_the_named_options(path):
+    ref = REFERENCES[path]
+    problems = compare_to_reference(load(path), load(ref.config), ref.allowed, ref.step_map,
+                                    ref.reference_steps())
+    assert not problems, (f'{path} vs its reference {ref.config} (may change only '
+                          f'{list(ref.allowed)}):\n  ' + '\n  '.join(problems))
+
+
+def test_reference_table_covers_its_folders():
+    paths = [_rel(p) for p in PASTE_CONFIGS]
+    covered = [p for p in paths if osp.dirname(p) in COVERED_DIRS]
+    missing = [p for p in covered if p not in REFERENCES and p not in DEFINES_ITS_STEP]
+    assert not missing, f'paste configs without an entry in REFERENCES: {missing}'
+    unknown = [p for p in list(REFERENCES) + [r.config for r in REFERENCES.values()]
+               if not osp.isfile(osp.join(ROOT, p))]
+    assert not unknown, f'REFERENCES names missing configs: {unknown}'
+
+
 @pytest.mark.parametrize('path', ALL_CONFIGS, ids=_rel)
 def test_name_and_paste_steps_agree(path):
     """A config named as a paste variant has a paste step; one named as a baseline has none."""
@@ -195,6 +435,26 @@ def test_name_and_paste_steps_agree(path):
     assert tagged == has_paste_step(_load(path)), (
         f'{_rel(path)}: name {"has" if tagged else "has no"} paste tag but the training pipeline '
         f'{"has no" if tagged else "has a"} paste step')
+
+
+@pytest.mark.parametrize('path', ALL_CONFIGS, ids=_rel)
+def test_training_pipeline_is_built_from_its_named_parts(path):
+    """``train_pipeline`` and the dataloader's last-stage pipeline (the one ending with
+    ``PackDetInputs``; a MultiImageMixDataset's inner loading pipeline is another) are
+    ``pre_paste + paste_steps + post_paste``: a config that changes ``paste_steps`` (or a step in
+    it) re-applies it."""
+    cfg = copy.deepcopy(_load(path))
+    _drop_redundant_scope(cfg, cfg.get('default_scope'))
+    assert {'pre_paste', 'paste_steps', 'post_paste'} <= set(cfg), (
+        f'{_rel(path)}: its base defines no pre_paste/paste_steps/post_paste')
+    expected = [*cfg['pre_paste'], *cfg['paste_steps'], *cfg['post_paste']]
+    assert cfg['train_pipeline'] == expected, f'{_rel(path)}: train_pipeline is not rebuilt'
+    last_stage = [(where, steps) for where, steps in train_pipelines(cfg)
+                  if steps and steps[-1].get('type') == 'PackDetInputs']
+    assert len(last_stage) == 1, f'{_rel(path)}: expected one training pipeline ending with ' \
+        f'PackDetInputs, found {[where for where, _ in last_stage]}'
+    where, steps = last_stage[0]
+    assert steps == expected, f'{_rel(path)}: {where} is not rebuilt from paste_steps'
 
 
 @pytest.mark.parametrize('name, expected', [
@@ -213,14 +473,19 @@ def test_baseline_name(name, expected):
     assert baseline_name(name) == expected
 
 
-# ---------------------------------------------------------------- the check can fail
-TOY = osp.join(ROOT, 'configs', 'toy')
-TOY_BASELINE = osp.join(TOY, 'mask-rcnn_r18-slim_fpn_1xb4-1k_toy-lvis.py')
-TOY_XPASTE = osp.join(TOY, 'mask-rcnn_r18-slim_fpn_1xb4-xpaste-1k_toy-lvis.py')
+# ---------------------------------------------------------------- the checks can fail
+TOY_BASELINE = osp.join(ROOT, 'configs', 'toy', TOY.format(''))
+TOY_XPASTE = osp.join(ROOT, 'configs', 'toy', TOY.format('xpaste-'))
+TOY_COPYPASTE = osp.join(ROOT, 'configs', 'toy', TOY.format('copypaste-'))
+TOY_TWO_BANKS = osp.join(ROOT, 'configs', 'xpaste', 'toy', TOY.format('xpaste-copypaste-'))
 
 
 def _inner_pipeline(cfg):
     return cfg['train_dataloader']['dataset']['dataset']['pipeline']
+
+
+def _val_pipeline(cfg):
+    return cfg['val_dataloader']['dataset']['pipeline']
 
 
 def _set_flip_prob(cfg):
@@ -259,6 +524,10 @@ def _set_outer_train_pipeline(cfg):
     cfg['train_pipeline'] = cfg['train_pipeline'][:-1]  # drops PackDetInputs
 
 
+def _set_val_resize(cfg):
+    next(s for s in _val_pipeline(cfg) if s['type'] == 'Resize')['scale'] = (512, 512)
+
+
 @pytest.mark.parametrize('mutate, where', [
     (_set_flip_prob, 'RandomFlip'),
     (_set_iters, 'train_cfg.max_iters'),
@@ -269,20 +538,22 @@ def _set_outer_train_pipeline(cfg):
     (_add_hook, 'custom_hooks'),
     (_set_seed, 'randomness'),
     (_set_outer_train_pipeline, 'train_pipeline'),
+    (_set_val_resize, 'val_dataloader.dataset.pipeline[1].scale'),
 ])
 def test_check_catches_a_change_besides_the_paste_step(mutate, where):
     variant, baseline = copy.deepcopy(_load(TOY_XPASTE)), _load(TOY_BASELINE)
     assert compare_to_baseline(variant, baseline) == []
     mutate(variant)
-    problems = compare_to_baseline(variant, baseline)
-    assert problems, f'changing {where} went unnoticed'
-    pipeline = _inner_pipeline(variant)
-    target = where if where != 'RandomFlip' else (
-        f'train_dataloader.dataset.dataset.pipeline[{[s["type"] for s in pipeline].index(where)}]')
-    assert any(p.startswith(target) for p in problems), problems
+    for problems in (compare_to_baseline(variant, baseline),
+                     compare_to_reference(variant, _load(TOY_XPASTE))):
+        assert problems, f'changing {where} went unnoticed'
+        types = [s['type'] for s in _inner_pipeline(variant)]
+        target = where if where != 'RandomFlip' else (
+            f'train_dataloader.dataset.dataset.pipeline[{types.index(where)}]')
+        assert any(p.startswith(target) for p in problems), problems
 
 
-def test_check_ignores_the_paste_step_and_its_bank():
+def test_baseline_check_ignores_the_paste_step_and_its_bank():
     variant, baseline = copy.deepcopy(_load(TOY_XPASTE)), _load(TOY_BASELINE)
     step = next(s for s in _inner_pipeline(variant) if _is_paste(s))
     step['bank']['root'] = 'data/banks/elsewhere'
@@ -296,6 +567,21 @@ def test_check_catches_a_paste_step_in_the_baseline():
     variant, baseline = _load(TOY_XPASTE), _load(TOY_XPASTE)
     problems = compare_to_baseline(variant, baseline)
     assert 'the baseline has a paste step in its training pipeline' in problems
+
+
+@pytest.mark.parametrize('where', ['variant', 'baseline'])
+def test_check_catches_a_paste_step_in_a_test_pipeline(where):
+    variant, baseline = copy.deepcopy(_load(TOY_XPASTE)), copy.deepcopy(_load(TOY_BASELINE))
+    step = copy.deepcopy(paste_steps(variant)[0])
+    for cfg in (variant, baseline) if where == 'baseline' else (variant, ):
+        for key in ('val_dataloader', 'test_dataloader'):
+            cfg[key]['dataset']['pipeline'].insert(-1, copy.deepcopy(step))
+    problems = compare_to_baseline(variant, baseline)
+    # in both configs the same: the pipelines agree, yet the paste step is reported
+    assert any(p.startswith('val_dataloader.dataset.pipeline[3]: a paste step outside')
+               for p in problems), problems
+    assert any('test_dataloader.dataset.pipeline[3]: a paste step outside' in p
+               for p in problems), problems
 
 
 def test_check_catches_a_misplaced_paste_step():
@@ -318,3 +604,53 @@ def test_check_catches_a_new_top_level_variable_with_another_name():
     problems = compare_to_baseline(variant, baseline)
     assert any(p.startswith('oversample_thr') for p in problems), problems
     assert any(p.startswith('extra_lr: only in the variant') for p in problems), problems
+
+
+def _copypaste_vs_xpaste(variant, allowed=('paste[0].bank.root', )):
+    return compare_to_reference(variant, _load(TOY_XPASTE), allowed)
+
+
+def test_reference_check_passes_the_toy_copy_paste_config():
+    assert _copypaste_vs_xpaste(_load(TOY_COPYPASTE)) == []
+
+
+@pytest.mark.parametrize('key, value', [
+    ('prob', 0.0),  # a paste step that never pastes
+    ('num_pastes', (0, 2)),
+    ('blend', 'hard'),
+    ('mask_occluded_thr', 300),
+])
+def test_reference_check_catches_another_paste_option(key, value):
+    variant = copy.deepcopy(_load(TOY_COPYPASTE))
+    paste_steps(variant)[0][key] = value
+    problems = _copypaste_vs_xpaste(variant)
+    assert any(p.startswith(f'paste[0].{key}') and 'not one of the changes' in p
+               for p in problems), problems
+    # the baseline check alone lets it through
+    assert compare_to_baseline(variant, _load(TOY_BASELINE)) == []
+
+
+def test_reference_check_catches_the_named_option_unchanged():
+    problems = _copypaste_vs_xpaste(_load(TOY_COPYPASTE), ('paste[0].bank.root', 'paste[0].blend'))
+    assert problems == [
+        "paste[0].blend: expected to differ from the reference, but it is the same"], problems
+
+
+def test_reference_check_catches_a_missing_or_extra_step():
+    variant = copy.deepcopy(_load(TOY_TWO_BANKS))
+    ref = REFERENCES['configs/xpaste/toy/' + TOY.format('xpaste-copypaste-')]
+    assert compare_to_reference(variant, _load(TOY_XPASTE), ref.allowed, ref.step_map) == []
+    _inner_pipeline(variant).pop(-2)  # the second bank's step
+    problems = compare_to_reference(variant, _load(TOY_XPASTE), ref.allowed, ref.step_map)
+    assert any('1 paste step(s), expected 2' in p for p in problems), problems
+
+
+def test_reference_check_catches_a_row_that_changes_the_shared_step():
+    row = _lvis(MRCNN, 'xpaste-')
+    ref = REFERENCES[row]
+    variant, baseline = copy.deepcopy(load(row)), load(ref.config)
+    shared_step = ref.reference_steps()
+    assert compare_to_reference(variant, baseline, reference_steps=shared_step) == []
+    paste_steps(variant)[0]['prob'] = 0.0
+    problems = compare_to_reference(variant, baseline, reference_steps=shared_step)
+    assert any(p.startswith('paste[0].prob: only in the variant') for p in problems), problems

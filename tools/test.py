@@ -1,7 +1,10 @@
-"""Evaluate a checkpoint: ``python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out F.pkl]``.
+"""Evaluate a checkpoint: ``python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out F.pkl]
+[--show | --show-dir DIR [--wait-time S]]``.
 
-Multi-GPU: ``bash tools/dist_test.sh CONFIG CHECKPOINT 8``. The LVIS metrics (AP, APr, APc, APf,
-box and mask) are logged and written to ``<work_dir>/<timestamp>/<timestamp>.json``.
+Multi-GPU: ``bash tools/dist_test.sh CONFIG CHECKPOINT 8``; slurm: ``bash tools/slurm_test.sh PART
+JOB CONFIG CHECKPOINT``. The LVIS metrics (AP, APr, APc, APf, box and mask) are logged and written
+to ``<work_dir>/<timestamp>/<timestamp>.json``; ``--show-dir DIR`` draws the predictions into
+``<work_dir>/<timestamp>/DIR/``, ``--show`` opens each drawing in a window (needs a display).
 """
 import argparse
 import os
@@ -22,7 +25,15 @@ def parse_args(argv=None):
     parser.add_argument('--work-dir', help='the dir to save the evaluation metrics')
     parser.add_argument('--out', type=str,
                         help='dump predictions to a pickle file for offline evaluation')
-    parser.add_argument('--show-dir', help='save drawn predictions into this folder of the work_dir')
+    parser.add_argument('--show', action='store_true',
+                        help='show each drawn prediction in a window (needs a display)')
+    parser.add_argument('--show-dir',
+                        help='save drawn predictions into <work_dir>/<timestamp>/SHOW_DIR')
+    parser.add_argument('--wait-time', type=float, default=2,
+                        help='seconds each drawing stays shown with --show (default 2)')
+    parser.add_argument('--tta', action='store_true',
+                        help='test-time augmentation: not supported for instance segmentation '
+                        '(an error says so)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of the config, key=value')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
@@ -34,18 +45,35 @@ def parse_args(argv=None):
     return args
 
 
+def trigger_visualization_hook(cfg, args):
+    """Turn on the config's ``VisualizationHook`` for ``--show`` / ``--show-dir``."""
+    hooks = cfg.get('default_hooks') or {}
+    if hooks.get('visualization') is None:
+        raise RuntimeError(
+            f'--show/--show-dir need default_hooks.visualization in {args.config}: add '
+            "default_hooks = dict(visualization=dict(type='DetVisualizationHook'))")
+    hook = hooks['visualization']
+    hook['draw'] = True
+    if args.show:
+        hook['show'] = True
+        hook['wait_time'] = args.wait_time
+    if args.show_dir:
+        hook['test_out_dir'] = args.show_dir
+    return cfg
+
+
 def build_test_config(args):
+    if args.tta:
+        raise NotImplementedError(
+            '--tta: test-time augmentation is not supported for instance segmentation (mmdet '
+            "3.3's DetTTAModel merges boxes only and cannot merge masks); run without --tta")
     if not osp.isfile(args.checkpoint) and '://' not in args.checkpoint:
         raise FileNotFoundError(f'checkpoint not found: {args.checkpoint!r}')
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
     cfg.launcher = args.launcher
     cfg.load_from = args.checkpoint
-    if args.show_dir:
-        hooks = cfg.default_hooks
-        if 'visualization' not in hooks:
-            raise RuntimeError('--show-dir needs default_hooks.visualization in the config')
-        hooks.visualization.draw = True
-        hooks.visualization.test_out_dir = args.show_dir
+    if args.show or args.show_dir:
+        trigger_visualization_hook(cfg, args)
     if args.out is not None:
         if not args.out.endswith(('.pkl', '.pickle')):
             raise ValueError(f'--out must be a .pkl file, got {args.out!r}')

@@ -1,6 +1,7 @@
 """Train a detector: ``python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]``.
 
-Multi-GPU: ``bash tools/dist_train.sh CONFIG 8``; slurm: ``bash tools/slurm_train.sh PART JOB CONFIG``.
+Multi-GPU: ``bash tools/dist_train.sh CONFIG 8``; slurm: ``bash tools/slurm_train.sh PART JOB CONFIG
+WORK_DIR``.
 """
 import argparse
 import os

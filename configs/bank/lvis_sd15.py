@@ -15,7 +15,7 @@ categories = dict(ann_file='data/lvis_v1/annotations/lvis_v1_train.json')
 prompts = dict(templates=['a photo of a single {name}'], prompt_file=None)
 source = dict(
     type='DiffusersSource',
-    model='runwayml/stable-diffusion-v1-5',  # hub id or a local diffusers folder
+    model='stable-diffusion-v1-5/stable-diffusion-v1-5',  # hub id, folder or .safetensors
     dtype='float16',
     scheduler='DPMSolverMultistepScheduler',
     num_inference_steps=50,

@@ -16,10 +16,13 @@ xpaste = dict(
     num_pastes=num_pastes,
     size_mode='class_stats',
     blend='gaussian',
-    # the paper's thresholds (10 px box move, 300 px mask) are for ~1024 px images; the toy
-    # images are 256 px, so the mask threshold scales by (256/1024)^2
+    # occlusion filter: an instance is kept if its box moved by <= 10 px or > 20 px of its mask
+    # remain. The paper's values, 10 px and 300 px, are for its 640x640 training crops (R50;
+    # Swin-L: 896x896); the toy images are 256 px, where 300 px scaled by area is 48 px. 20 px
+    # is 300 px scaled from 1024 px (mmdet's copy-paste setting) and is what the toy results in
+    # README.md were measured with.
     box_occluded_thr=10,
     mask_occluded_thr=20)
-train_pipeline = _base_.train_pipeline
-train_pipeline.insert(-1, xpaste)  # after RandomFlip, before PackDetInputs
+paste_steps = [xpaste]  # after RandomFlip, before PackDetInputs
+train_pipeline = [*_base_.pre_paste, *paste_steps, *_base_.post_paste]
 train_dataloader = dict(dataset=dict(dataset=dict(pipeline=train_pipeline)))

@@ -1,4 +1,5 @@
 """tools/train.py and tools/test.py through main(argv): train -> checkpoint -> resume -> test."""
+import glob
 import json
 import os.path as osp
 
@@ -52,12 +53,18 @@ def test_train_resume_test(tiny_toy_lvis, tmp_path):
     assert runner.iter == 6
     assert osp.isfile(osp.join(work_dir, 'iter_6.pth'))
 
-    metrics = test_tool.main([CONFIG, osp.join(work_dir, 'iter_6.pth'), '--work-dir', work_dir,
-                              '--cfg-options', *tiny_options(root, ncls, 6)])
+    test_dir = str(tmp_path / 'test')
+    metrics = test_tool.main([CONFIG, osp.join(work_dir, 'iter_6.pth'), '--work-dir', test_dir,
+                              '--show-dir', 'drawn', '--cfg-options', *tiny_options(root, ncls, 6)])
     for key in ('lvis/bbox_AP', 'lvis/bbox_APr', 'lvis/bbox_APc', 'lvis/bbox_APf',
                 'lvis/segm_AP', 'lvis/segm_APr'):
         assert key in metrics
         assert -1.0 <= metrics[key] <= 1.0
+    # --show-dir: one drawing per val image in <work_dir>/<timestamp>/drawn
+    with open(osp.join(root, 'annotations', 'lvis_v1_val.json')) as f:
+        val_images = {osp.basename(im['coco_url']) for im in json.load(f)['images']}
+    drawn = glob.glob(osp.join(test_dir, '*', 'drawn', '*'))
+    assert {osp.basename(p) for p in drawn} == val_images
 
 
 def test_missing_config_is_named(tmp_path):
@@ -73,3 +80,40 @@ def test_missing_checkpoint_is_named(tmp_path):
 def test_resume_from_missing_checkpoint_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match='gone.pth'):
         train_tool.main([CONFIG, '--resume', str(tmp_path / 'gone.pth')])
+
+
+def _existing_checkpoint(tmp_path):
+    ckpt = tmp_path / 'model.pth'
+    ckpt.write_bytes(b'')
+    return str(ckpt)
+
+
+def test_tta_is_refused_with_the_reason(tmp_path):
+    with pytest.raises(NotImplementedError, match='--tta.*not supported for instance segmentation'):
+        test_tool.main([CONFIG, _existing_checkpoint(tmp_path), '--tta'])
+
+
+@pytest.mark.parametrize('argv, expected', [
+    (['--show-dir', 'drawn'], dict(draw=True, test_out_dir='drawn')),
+    (['--show'], dict(draw=True, show=True, wait_time=2)),
+    (['--show', '--wait-time', '0.5', '--show-dir', 'drawn'],
+     dict(draw=True, show=True, wait_time=0.5, test_out_dir='drawn')),
+])
+def test_show_options_turn_on_the_visualization_hook(tmp_path, argv, expected):
+    args = test_tool.parse_args([CONFIG, _existing_checkpoint(tmp_path), *argv])
+    hook = test_tool.build_test_config(args).default_hooks.visualization
+    assert {key: hook.get(key) for key in expected} == expected
+    if '--show' not in argv:
+        assert not hook.get('show', False)
+
+
+def test_without_show_options_nothing_is_drawn(tmp_path):
+    args = test_tool.parse_args([CONFIG, _existing_checkpoint(tmp_path)])
+    hook = test_tool.build_test_config(args).default_hooks.visualization
+    assert not hook.get('draw', False) and not hook.get('show', False)
+
+
+def test_show_without_visualization_hook_is_named(tmp_path):
+    with pytest.raises(RuntimeError, match='default_hooks.visualization'):
+        test_tool.main([CONFIG, _existing_checkpoint(tmp_path), '--show-dir', 'drawn',
+                        '--cfg-options', 'default_hooks.visualization=None'])

@@ -10,9 +10,11 @@ generator, their ratio, and each stage's own images/s::
     python tools/analysis/benchmark_bank.py --tiny --json      # CPU smoke run
 """
 import argparse
+import contextlib
 import json
 
 from xpaste.testing.benchmark import run_benchmark
+from xpaste.utils.stdio import stdout_to_stderr
 
 
 def parse_args(argv=None):
@@ -44,7 +46,8 @@ def parse_args(argv=None):
         nargs='?',
         const='-',
         metavar='PATH',
-        help='write the result as json to PATH (stdout without PATH)')
+        help='write the result as json to PATH; without PATH, print it as the only output on '
+        'stdout (logs go to stderr)')
     return parser.parse_args(argv)
 
 
@@ -55,7 +58,9 @@ def main(argv=None):
         options = dict(dict(arch='tiny', images=16, batch_size=4, steps=2, workers=2), **options)
     if args.work_dir:
         options['keep'] = True
-    result = run_benchmark(**options)
+    # with --json and no PATH, stdout holds the json object alone; logs go to stderr
+    with stdout_to_stderr() if args.json == '-' else contextlib.nullcontext():
+        result = run_benchmark(**options)
     text = json.dumps(result, indent=1)
     if args.json == '-':
         print(text)

@@ -39,6 +39,8 @@ import torch
 from mmengine.logging import MMLogger
 from tqdm import tqdm
 
+from xpaste.utils.stdio import stdout_to_stderr
+
 CROP_SIDE = (1 / 16, 1 / 4)  # box side of the synthetic instances / image side: 64-256 px at 1024
 SIZE_RANGE = (0.055, 0.22)  # XPaste size model: sqrt(area) = 56 .. 225 px at 1024x1024
 
@@ -76,7 +78,8 @@ def parse_args(argv=None):
     parser.add_argument(
         '--json',
         action='store_true',
-        help='print one JSON object with all figures instead of a table')
+        help='print one JSON object with all figures instead of a table, as the only output on '
+        'stdout (logs go to stderr)')
     return parser.parse_args(argv)
 
 
@@ -281,10 +284,12 @@ def run_benchmark(args) -> dict:
 
 def main(argv=None):
     args = parse_args(argv)
-    out = run_benchmark(args)
-    if args.json:
+    if args.json:  # stdout holds the json object alone; logs and progress go to stderr
+        with stdout_to_stderr():
+            out = run_benchmark(args)
         print(json.dumps(out))
         return out
+    out = run_benchmark(args)
     print(f'one CPU thread, {out["image_size"]}x{out["image_size"]}, BitmapMasks, pasted '
           f'sqrt(area) {out["pasted_sqrt_area_px"]} px, median of {out["repeats"]} runs')
     print(f'XPaste  {out["num_pastes"]} onto {out["num_instances"]}, warm cache: '

@@ -26,6 +26,7 @@ Examples::
     python tools/experiments/toy_experiment.py                      # 4 variants x 3 seeds
     python tools/experiments/toy_experiment.py --dry-run            # print the commands
     python tools/experiments/toy_experiment.py --variants baseline xpaste --seeds 0 1 --iters 500
+    python tools/experiments/toy_experiment.py --detector centernet2   # CenterNet2: baseline, xpaste
 
 Budget: 12 runs of 250 iterations take about 50 minutes on 2 idle CPU cores: about 0.65 s per
 training iteration at batch 4 (the paste step adds ~4 ms per image, in the dataloader workers),
@@ -61,6 +62,14 @@ VARIANTS = OrderedDict([
     ('xpaste', f'{TOY}-xpaste-1k_toy-lvis.py'),
     ('xpaste-copypaste',
      'configs/xpaste/toy/mask-rcnn_r18-slim_fpn_1xb4-xpaste-copypaste-1k_toy-lvis.py'),
+])
+# `--detector`: the variants of each detector (the first detector is the default)
+DETECTORS = OrderedDict([
+    ('mask-rcnn', VARIANTS),
+    ('centernet2', OrderedDict([
+        ('baseline', 'configs/toy/centernet2_r18-slim_fpn_1xb4-1k_toy-lvis.py'),
+        ('xpaste', 'configs/toy/centernet2_r18-slim_fpn_1xb4-xpaste-1k_toy-lvis.py'),
+    ])),
 ])
 DEFAULT_DATA_ROOT = 'data/toy_lvis'
 DEFAULT_BANKS_ROOT = 'data/banks'
@@ -98,8 +107,13 @@ def parse_args(argv=None):
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2], help='random seeds')
     parser.add_argument('--iters', type=int, default=DEFAULT_ITERS,
                         help='training iterations per run (batch 4)')
-    parser.add_argument('--variants', nargs='+', default=list(VARIANTS), choices=list(VARIANTS),
-                        help='variants to run; the first is the baseline of the table')
+    parser.add_argument('--detector', default='mask-rcnn', choices=list(DETECTORS),
+                        help='detector of the toy configs (centernet2: baseline and xpaste; '
+                        'runs go to <work-dir>/centernet2 unless --work-dir is given)')
+    parser.add_argument('--variants', nargs='+', default=None,
+                        choices=sorted(set().union(*DETECTORS.values())),
+                        help='variants to run (default: all of the detector); the first is the '
+                        'baseline of the table')
     parser.add_argument('--work-dir', default='work_dirs/toy_experiment',
                         help='runs go to <work-dir>/<variant>/seed<S>; results.md/png here')
     parser.add_argument('--data-root', default=DEFAULT_DATA_ROOT,
@@ -111,11 +125,20 @@ def parse_args(argv=None):
     parser.add_argument('--dry-run', action='store_true',
                         help='print the commands (and which are done) without running them')
     args = parser.parse_args(argv)
+    args.configs = DETECTORS[args.detector]
+    if args.variants is None:
+        args.variants = list(args.configs)
+    unknown = [v for v in args.variants if v not in args.configs]
+    if unknown:
+        parser.error(f'--detector {args.detector} has no variants {unknown}; it has '
+                     f'{list(args.configs)}')
     # the commands run in the repository root: a path given on the command line is taken from
     # the current folder, the defaults from the repository root
     for name in ('work_dir', 'data_root', 'banks_root'):
         if getattr(args, name) != parser.get_default(name):
             setattr(args, name, osp.abspath(getattr(args, name)))
+    if args.detector != 'mask-rcnn' and args.work_dir == parser.get_default('work_dir'):
+        args.work_dir = osp.join(args.work_dir, args.detector)  # from the repository root
     if args.iters < 1:
         parser.error(f'--iters must be >= 1, got {args.iters}')
     if len(set(args.seeds)) != len(args.seeds):
@@ -145,6 +168,15 @@ def _num_classes(data_root: str) -> int:
         return len(json.load(f)['categories'])
 
 
+def _class_options(config: str, num: int) -> list:
+    """``num_classes`` overrides of the box head(s): one per stage of a cascade (a list)."""
+    cfg = Config.fromfile(osp.join(ROOT, config), import_custom_modules=False)
+    heads = cfg.model.roi_head.bbox_head
+    if isinstance(heads, (list, tuple)):
+        return [f'model.roi_head.bbox_head.{i}.num_classes={num}' for i in range(len(heads))]
+    return [f'model.roi_head.bbox_head.num_classes={num}']
+
+
 def _paste_steps(config: str) -> list:
     """``(index, bank root)`` of the XPaste steps of the config's training pipeline."""
     cfg = Config.fromfile(osp.join(ROOT, config), import_custom_modules=False)
@@ -162,8 +194,7 @@ def world_options(config: str, data_root: str, banks_root: str, train: bool) -> 
         return []
     num = _num_classes(data_root)
     ann = osp.join(data_root, 'annotations', 'lvis_v1_val.json')
-    opts = [f'model.roi_head.bbox_head.num_classes={num}',
-            f'model.roi_head.mask_head.num_classes={num}']
+    opts = [*_class_options(config, num), f'model.roi_head.mask_head.num_classes={num}']
     if train:
         opts.append(f'train_dataloader.dataset.dataset.data_root={data_root}/')
         classes = osp.join(data_root, 'annotations', 'lvis_v1_train.json')
@@ -216,7 +247,7 @@ def plan(args) -> list:
     data_root, banks_root = args.data_root, args.banks_root
     train_json = osp.join(data_root, 'annotations', 'lvis_v1_train.json')
     steps = []
-    banks = set().union(*(_bank_names(VARIANTS[v]) for v in args.variants))
+    banks = set().union(*(_bank_names(args.configs[v]) for v in args.variants))
     if GENERATED_BANK in banks:
         bank = osp.join(banks_root, GENERATED_BANK)
         steps.append(Step(
@@ -233,7 +264,7 @@ def plan(args) -> list:
             osp.join(logs, 'from_annotations.log'),
             done=osp.isfile(osp.join(bank, 'manifest.json'))))
     for variant in args.variants:
-        config = VARIANTS[variant]
+        config = args.configs[variant]
         for seed in args.seeds:
             folder = run_dir(args.work_dir, variant, seed)
             final = osp.join(folder, f'iter_{args.iters}.pth')

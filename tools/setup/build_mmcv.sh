@@ -32,11 +32,25 @@ if ! ls "$WHEEL_DIR"/mmcv-*.whl >/dev/null 2>&1; then
   WORK=$(mktemp -d); trap 'rm -rf "$WORK"' EXIT
   SDIST="$CACHE/sdist/mmcv-$VERSION.tar.gz"
   if [ ! -f "$SDIST" ] || ! echo "$SHA256  $SDIST" | sha256sum -c --quiet - 2>/dev/null; then
+    # pip fetches the sdist (never a wheel, no dependencies) from the indexes pip is configured
+    # with (pip.conf, PIP_INDEX_URL, PIP_FIND_LINKS...). To check it, pip builds its metadata, and
+    # the unpatched setup.py imports pkg_resources, gone from setuptools >= 81: the build
+    # environment is constrained to setuptools < 81 (--build-constraint from pip 25.3 on; older
+    # pips hand PIP_CONSTRAINT to the build environment).
+    echo 'setuptools<81' > "$WORK/build-constraints.txt"
+    DOWNLOAD=(download -q --no-binary :all: --no-deps -d "$WORK/download" "mmcv==$VERSION")
+    if [[ $("$PY" -m pip download --help) == *--build-constraint* ]]; then
+      "$PY" -m pip "${DOWNLOAD[@]}" --build-constraint "$WORK/build-constraints.txt"
+    else
+      PIP_CONSTRAINT="$WORK/build-constraints.txt" "$PY" -m pip "${DOWNLOAD[@]}"
+    fi
+    if ! echo "$SHA256  $WORK/download/mmcv-$VERSION.tar.gz" | sha256sum -c --quiet -; then
+      echo "[setup] mmcv-$VERSION.tar.gz from pip's index does not have the sha256 $SHA256" \
+        "(PyPI's); check the index pip uses (pip config list)" >&2
+      exit 1
+    fi
     mkdir -p "$(dirname "$SDIST")"
-    URL=$(curl -fsSL https://pypi.org/simple/mmcv/ | grep -o "https://[^\"#]*/mmcv-$VERSION.tar.gz" | head -1)
-    curl -fsSL -o "$SDIST.part" "$URL"
-    echo "$SHA256  $SDIST.part" | sha256sum -c --quiet -
-    mv "$SDIST.part" "$SDIST"
+    mv "$WORK/download/mmcv-$VERSION.tar.gz" "$SDIST"
   fi
   tar xzf "$SDIST" -C "$WORK"
   SRC="$WORK/mmcv-$VERSION"

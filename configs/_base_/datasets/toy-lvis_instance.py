@@ -10,13 +10,21 @@ backend_args = None
 oversample_thr = 0.1
 img_scale = (256, 256)
 
-train_pipeline = [
+# The training pipeline in three named parts. A paste config sets `paste_steps` and rebuilds
+# `train_pipeline` and the dataloader from the parts (mmengine resolves each file once, so a
+# changed variable must be re-applied where it is used), e.g.
+#   paste_steps = [xpaste]
+#   train_pipeline = [*_base_.pre_paste, *paste_steps, *_base_.post_paste]
+#   train_dataloader = dict(dataset=dict(dataset=dict(pipeline=train_pipeline)))
+pre_paste = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True, poly2mask=True),
     dict(type='Resize', scale=img_scale, keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs'),
 ]
+paste_steps = []  # the paste step(s): after RandomFlip, before PackDetInputs; none here
+post_paste = [dict(type='PackDetInputs')]
+train_pipeline = [*pre_paste, *paste_steps, *post_paste]
 test_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
     dict(type='Resize', scale=img_scale, keep_ratio=True),

@@ -10,6 +10,6 @@ bank_root = 'data/banks/lvis_sd15_clipseg'
 
 xpaste = _base_.xpaste
 xpaste.bank.root = bank_root
-train_pipeline = _base_.train_pipeline
-train_pipeline[-2] = xpaste  # the paste step, just before PackDetInputs
+paste_steps = [xpaste]
+train_pipeline = [*_base_.pre_paste, *paste_steps, *_base_.post_paste]
 train_dataloader = dict(dataset=dict(dataset=dict(pipeline=train_pipeline)))

@@ -11,6 +11,6 @@ bank_class_frequency = 'data/lvis_v1/annotations/lvis_v1_train.json'  # LVIS ima
 xpaste = _base_.xpaste
 xpaste.bank.update(
     sampling=paste_sampling, freq_power=bank_freq_power, class_frequency=bank_class_frequency)
-train_pipeline = _base_.train_pipeline
-train_pipeline[-2] = xpaste  # the paste step, just before PackDetInputs
+paste_steps = [xpaste]
+train_pipeline = [*_base_.pre_paste, *paste_steps, *_base_.post_paste]
 train_dataloader = dict(dataset=dict(dataset=dict(pipeline=train_pipeline)))

@@ -6,6 +6,6 @@ paste_blend = 'hard'
 
 xpaste = _base_.xpaste
 xpaste.blend = paste_blend
-train_pipeline = _base_.train_pipeline
-train_pipeline[-2] = xpaste  # the paste step, just before PackDetInputs
+paste_steps = [xpaste]
+train_pipeline = [*_base_.pre_paste, *paste_steps, *_base_.post_paste]
 train_dataloader = dict(dataset=dict(dataset=dict(pipeline=train_pipeline)))

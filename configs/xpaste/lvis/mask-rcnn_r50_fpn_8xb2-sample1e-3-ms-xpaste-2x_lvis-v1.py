@@ -6,6 +6,6 @@ _base_ = [
     '../_base_/xpaste_lvis-v1.py',
 ]
 
-train_pipeline = _base_.train_pipeline
-train_pipeline.insert(-1, _base_.xpaste)  # after RandomChoiceResize and RandomFlip
+paste_steps = [_base_.xpaste]  # after RandomFlip, before PackDetInputs
+train_pipeline = [*_base_.pre_paste, *paste_steps, *_base_.post_paste]
 train_dataloader = dict(dataset=dict(dataset=dict(pipeline=train_pipeline)))

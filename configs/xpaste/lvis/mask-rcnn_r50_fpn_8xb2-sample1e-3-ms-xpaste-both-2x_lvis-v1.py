@@ -13,7 +13,6 @@ xpaste = _base_.xpaste
 xpaste.num_pastes = num_pastes
 xpaste.bank.root = bank_root_generated
 xpaste_retrieved = dict(xpaste, bank=dict(xpaste.bank, root=bank_root_retrieved))
-train_pipeline = _base_.train_pipeline
-train_pipeline[-2] = xpaste
-train_pipeline.insert(-1, xpaste_retrieved)  # both steps just before PackDetInputs
+paste_steps = [xpaste, xpaste_retrieved]  # generated, then retrieved
+train_pipeline = [*_base_.pre_paste, *paste_steps, *_base_.post_paste]
 train_dataloader = dict(dataset=dict(dataset=dict(pipeline=train_pipeline)))
