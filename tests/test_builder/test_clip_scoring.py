@@ -1,8 +1,7 @@
-import logging
+import json
 
 import numpy as np
 import pytest
-from mmengine.logging import MMLogger
 
 from xpaste.builder.clip_scoring import ClipScorer, build_scorer, prepare_cutout, prepare_whole
 
@@ -11,8 +10,9 @@ from xpaste.builder.clip_scoring import ClipScorer, build_scorer, prepare_cutout
 def tiny_clip(tmp_path_factory):
     from xpaste.testing.random_models import TINY_OPEN_CLIP, save_tiny_open_clip
     root = tmp_path_factory.mktemp('clip')
-    return TINY_OPEN_CLIP, save_tiny_open_clip(str(root / 'a.pt'), seed=0), save_tiny_open_clip(
-        str(root / 'b.pt'), seed=1)
+    return TINY_OPEN_CLIP, save_tiny_open_clip(
+        str(root / 'a.pt'), seed=0), save_tiny_open_clip(
+            str(root / 'b.pt'), seed=1)
 
 
 def test_prepare_inputs():
@@ -57,21 +57,41 @@ def test_scorer_errors(tiny_clip, tmp_path):
         ClipScorer(text_templates=['a photo'])
 
 
-def test_build_scorer_skips_without_weights_with_one_line():
-    records = []
-
-    class Collect(logging.Handler):
-        def emit(self, record):
-            records.append(record.getMessage())
-
-    logger = MMLogger.get_current_instance()
-    handler = Collect()
-    logger.addHandler(handler)
-    try:
-        assert build_scorer(dict(model='ViT-L-14', pretrained=None)) is None
-        assert build_scorer(None) is None
-    finally:
-        logger.removeHandler(handler)
-    skipped = [r for r in records if 'CLIP scoring skipped' in r]
+def test_build_scorer_skips_without_weights_with_one_line(log_messages):
+    assert build_scorer(dict(model='ViT-L-14', pretrained=None)) is None
+    assert build_scorer(None) is None
+    skipped = [r for r in log_messages if 'CLIP scoring skipped' in r]
     assert len(skipped) == 2 and 'no CLIP weights configured' in skipped[0]
     assert build_scorer(dict(model='ViT-L-14', pretrained='openai')) is not None
+
+
+@pytest.mark.parametrize('safetensors', [True, False])
+def test_local_dir_model_needs_no_pretrained_tag(tiny_clip, tmp_path, safetensors):
+    from xpaste.testing.random_models import save_tiny_open_clip_dir
+    name, ckpt, _ = tiny_clip  # seed 0
+    folder = save_tiny_open_clip_dir(str(tmp_path / 'clip'), seed=0, safetensors=safetensors)
+    scorer = build_scorer(dict(model=f'local-dir:{folder}', pretrained=None, device='cpu'))
+    assert scorer is not None and scorer.enabled  # not skipped: the folder has the weights
+    scorer.check()
+    scorer.setup()
+    inputs = np.random.default_rng(0).integers(0, 255, (2, 32, 32, 3), dtype=np.uint8)
+    reference = ClipScorer(model=name, pretrained=ckpt, device='cpu')
+    np.testing.assert_allclose(scorer.encode(inputs), reference.encode(inputs), atol=1e-5)
+    assert scorer.scores(scorer.encode(inputs), {'name': 'zebra'}).shape == (2, )
+    assert ClipScorer(model='hf-hub:org/clip', pretrained=None).enabled
+
+
+def test_local_dir_model_errors(tmp_path):
+    with pytest.raises(
+            FileNotFoundError, match=r'score.model \(local-dir:\): model path does '
+            r'not exist'):
+        ClipScorer(model=f'local-dir:{tmp_path}/missing', pretrained=None).check()
+    with pytest.raises(FileNotFoundError, match='no open_clip_config.json in'):
+        ClipScorer(model=f'local-dir:{tmp_path}', pretrained=None).check()
+    from xpaste.testing.random_models import TINY_OPEN_CLIP_CFG
+    (tmp_path / 'open_clip_config.json').write_text(json.dumps(dict(model_cfg=TINY_OPEN_CLIP_CFG)))
+    with pytest.raises(
+            OSError,
+            match=r"score: cannot load open_clip 'local-dir:.*' "
+            r'\(RuntimeError: Required pretrained weights'):
+        ClipScorer(model=f'local-dir:{tmp_path}', pretrained=None, device='cpu').setup()

@@ -16,7 +16,7 @@ from mmengine.logging import MMLogger
 
 from xpaste.bank import BankReader, BankWriter
 from xpaste.builder import stream
-from xpaste.builder.defaults import merge_defaults
+from xpaste.builder.defaults import merge_defaults, recorded_options
 from xpaste.builder.layout import Chunk, category_key
 from xpaste.builder.pipeline import BankBuilder
 from xpaste.builder.segmenters import ClassicalSegmenter
@@ -128,6 +128,8 @@ def test_killed_run_resumes_to_the_same_bank(reference, toy_json, tmp_path, monk
     with pytest.raises(KeyboardInterrupt):
         build(cfg)
     assert len(glob.glob(str(tmp_path / 'gen' / '*' / '*.json'))) == 3
+    # class 0 was written on the way, and marked done at once
+    assert len(glob.glob(str(tmp_path / 'write' / '*.json'))) == 1
     # leftovers of a killed atomic write are ignored
     leftover = tmp_path / 'gen' / category_key(json.load(open(toy_json))['categories'][1])
     leftover.mkdir(parents=True, exist_ok=True)
@@ -135,8 +137,13 @@ def test_killed_run_resumes_to_the_same_bank(reference, toy_json, tmp_path, monk
     calls.clear()
     monkeypatch.setattr(ToySource, 'generate', lambda self, *a: calls.append(a[1]) or original(
         self, *a))
+    written = []
+    real_job = stream.write_class_job
+    monkeypatch.setattr(stream, 'write_class_job', lambda job: written.append(job.part) or
+                        real_job(job))
     build(cfg)
     assert len(calls) == 5  # only the chunks that were not done
+    assert len(written) == NUM_CLASSES - 1  # only the classes that were not written
     assert bank_rows(str(tmp_path / 'bank')) == rows
 
 
@@ -432,16 +439,28 @@ def test_chunks_cover_each_class(toy_json, tmp_path):
     assert sum(len(c) for c in chunks) == 7 * NUM_CLASSES
 
 
+def configured_as(desc, value) -> bool:
+    """Whether a described setting has the configured ``value``: a dict, the keys the config
+    gives (the component may fill in the others), recursively; a nested component config (a
+    dict with ``type``), the keys it describes, as at the top level; a list, element by
+    element."""
+    if isinstance(value, dict):
+        if not isinstance(desc, dict):
+            return False
+        keys = [k for k in value if k in desc] if 'type' in value else list(value)
+        return all(k in desc and configured_as(desc[k], value[k]) for k in keys)
+    if isinstance(value, (list, tuple)) and isinstance(desc, (list, tuple)):
+        return len(desc) == len(value) and all(configured_as(d, v) for d, v in zip(desc, value))
+    return desc == value
+
+
 def assert_configured(component, cfg):
     """The settings of ``cfg`` that ``component`` describes have the config's values (a dict
     setting: the keys the config gives; the component may fill in the others)."""
     desc = component.describe()
     shared = [k for k in cfg if k in desc and k != 'type']
     for key in shared:
-        if isinstance(cfg[key], dict):
-            assert {k: desc[key][k] for k in cfg[key]} == cfg[key], key
-        else:
-            assert desc[key] == cfg[key], key
+        assert configured_as(desc[key], cfg[key]), (key, desc[key], cfg[key])
     return shared
 
 
@@ -465,7 +484,10 @@ def test_bank_configs_build_their_components(config):
     for seg, seg_cfg in zip(segmenters, seg_cfgs):
         assert_configured(seg, seg_cfg)
     instance_filter = InstanceFilter(**cfg['filter'])
-    assert instance_filter.describe() == cfg['filter']  # every threshold as configured
+    # every threshold as configured (options still off are not described, as a bank records;
+    # a dict option may be described with its defaults filled in)
+    desc, configured = instance_filter.describe(), recorded_options(cfg)['filter']
+    assert set(desc) == set(configured) and configured_as(desc, configured)
     if cfg['score'] is not None:
         scorer = ClipScorer(**cfg['score'])
         assert {'model', 'pretrained'} <= set(assert_configured(scorer, cfg['score']))

@@ -4,8 +4,9 @@ import cv2
 import numpy as np
 import pytest
 
-from xpaste.builder.sources import (DiffusersSource, FolderSource, SourceItem, ToySource,
-                                 build_source, check_image, derive_seed, read_image)
+from xpaste.builder.diffusers_source import DiffusersSource
+from xpaste.builder.sources import (FolderSource, SourceItem, ToySource, build_source, check_image,
+                                    derive_seed, read_image)
 from xpaste.toy import toy_categories
 
 CAT = {'id': 1, 'name': 'red_plain_star'}
@@ -76,11 +77,12 @@ class FakePipe:
         self.images, self.nsfw, self.calls = images, nsfw, []
 
     def __call__(self, prompt, generator, **kwargs):
-        self.calls.append(dict(prompt=prompt, seeds=[g.initial_seed() for g in generator],
-                               **kwargs))
+        self.calls.append(
+            dict(prompt=prompt, seeds=[g.initial_seed() for g in generator], **kwargs))
         n = len(prompt)
-        return SimpleNamespace(images=self.images[:n], nsfw_content_detected=(
-            self.nsfw[:n] if self.nsfw is not None else None))
+        return SimpleNamespace(
+            images=self.images[:n],
+            nsfw_content_detected=(self.nsfw[:n] if self.nsfw is not None else None))
 
     def to(self, *args, **kwargs):
         return self
@@ -95,8 +97,13 @@ def test_diffusers_source_reports_nan_and_black_images():
     nan[3, 3, 1] = np.nan
     black = np.zeros_like(good)
     pipe = FakePipe(np.stack([good, nan, black, good]), nsfw=[False, False, False, True])
-    source = DiffusersSource(model='fake/model', pipeline=pipe, device='cpu', batch_size=4,
-                             negative_prompt='blurry', num_inference_steps=3)
+    source = DiffusersSource(
+        model='fake/model',
+        pipeline=pipe,
+        device='cpu',
+        batch_size=4,
+        negative_prompt='blurry',
+        num_inference_steps=3)
     source.check()  # a given pipeline needs no model path
     items = source.generate(CAT, [0, 1, 2, 3], ['p'] * 4, [7, 8, 9, 10])
     assert [i.status for i in items] == ['ok', 'nan', 'black', 'black']
@@ -112,8 +119,9 @@ def test_diffusers_source_checks_paths_before_loading(tmp_path):
     with pytest.raises(FileNotFoundError, match="model path does not exist: '/no/such/sd15'"):
         DiffusersSource(model='/no/such/sd15').check()
     with pytest.raises(FileNotFoundError, match='source.vae.path.*no_vae'):
-        DiffusersSource(model=str(tmp_path), vae=dict(type='AutoencoderTiny',
-                                                      path=str(tmp_path / 'no_vae'))).check()
+        DiffusersSource(
+            model=str(tmp_path), vae=dict(type='AutoencoderTiny',
+                                          path=str(tmp_path / 'no_vae'))).check()
     with pytest.raises(ValueError, match='multiple of 8, got 100'):
         DiffusersSource(model='x/y', height=100)
 
@@ -126,8 +134,14 @@ def tiny_sd(tmp_path_factory):
 
 def test_diffusers_source_loads_a_saved_pipeline(tiny_sd):
     cat = {'id': 3, 'name': 'zebra'}
-    kw = dict(model=tiny_sd, dtype='float16', num_inference_steps=2, device='cpu', height=32,
-              width=32, scheduler='EulerDiscreteScheduler')
+    kw = dict(
+        model=tiny_sd,
+        dtype='float16',
+        num_inference_steps=2,
+        device='cpu',
+        height=32,
+        width=32,
+        scheduler='EulerDiscreteScheduler')
     source = DiffusersSource(batch_size=2, **kw)
     source.check()
     items = source.generate(cat, [0, 1, 2], ['a zebra'] * 3, [1, 2, 3])
@@ -137,3 +151,114 @@ def test_diffusers_source_loads_a_saved_pipeline(tiny_sd):
     alone = DiffusersSource(batch_size=1, **kw).generate(cat, [2], ['a zebra'], [3])
     np.testing.assert_allclose(alone[0].image.astype(int), items[2].image.astype(int), atol=2)
     assert not np.array_equal(items[0].image, items[1].image)
+
+
+@pytest.fixture(scope='module')
+def tiny_single_file(tmp_path_factory):
+    """A tiny SD pipeline saved as original-layout single files (safetensors and ckpt), with a
+    weightless diffusers config folder; returns (pipeline, folder)."""
+    from xpaste.testing.random_models import save_sd_single_file
+    root = tmp_path_factory.mktemp('single')
+    pipe = save_sd_single_file(
+        str(root / 'tiny-sd.safetensors'), seed=3, config_dir=str(root / 'config'))
+    save_sd_single_file(str(root / 'tiny-sd.ckpt'), seed=3)
+    return pipe, root
+
+
+@pytest.mark.parametrize('name', ['tiny-sd.safetensors', 'tiny-sd.ckpt'])
+def test_diffusers_source_loads_a_single_file_checkpoint(tiny_single_file, name):
+    import torch
+    pipe, root = tiny_single_file
+    config = root / 'config'
+    assert not list(config.rglob('*.safetensors')) and not list(config.rglob('*.bin'))
+    source = DiffusersSource(
+        model=str(root / name),
+        config=str(config),
+        dtype='float32',
+        num_inference_steps=2,
+        device='cpu',
+        height=32,
+        width=32,
+        safety_checker=False)
+    source.check()
+    items = source.generate(CAT, [0, 1], ['a star'] * 2, [1, 2])
+    assert type(source.pipe).__name__ == 'StableDiffusionPipeline'  # config's _class_name
+    assert [i.status for i in items] == ['ok', 'ok'] and items[0].image.shape == (32, 32, 3)
+    for part in ('unet', 'vae', 'text_encoder'):  # every weight comes from the file
+        saved, loaded = getattr(pipe, part).state_dict(), getattr(source.pipe, part).state_dict()
+        assert saved.keys() == loaded.keys()
+        assert all(torch.equal(saved[k], loaded[k].reshape(saved[k].shape)) for k in saved)
+    assert source.describe()['config'] == str(config)
+
+
+def test_diffusers_source_single_file_settings(tiny_single_file, tmp_path, monkeypatch):
+    import diffusers
+    _, root = tiny_single_file
+    ckpt = str(root / 'tiny-sd.safetensors')
+    (tmp_path / 'weights.txt').write_text('x')
+    with pytest.raises(ValueError, match=r"'.*weights.txt' is a file but not a single-file"):
+        DiffusersSource(model=str(tmp_path / 'weights.txt')).check()
+    with pytest.raises(ValueError, match='source.config is only used for a single-file'):
+        DiffusersSource(model=str(tmp_path), config=str(root / 'config')).check()
+    with pytest.raises(FileNotFoundError, match='source.config: model path does not exist'):
+        DiffusersSource(model=ckpt, config=str(tmp_path / 'no_config')).check()
+    with pytest.raises(FileNotFoundError, match='source.original_config.*v1-inference.yaml'):
+        DiffusersSource(model=ckpt, original_config='v1-inference.yaml').check()
+    with pytest.raises(ValueError, match="source.pipeline_class: diffusers has no class 'SDXL'"):
+        DiffusersSource(model=ckpt, pipeline_class='SDXL').check()
+    # the configured class loads the file, with the options passed through
+    calls = []
+
+    def fake_from_single_file(path, **kwargs):
+        calls.append((path, kwargs))
+        raise OSError('stop here')
+
+    monkeypatch.setattr(diffusers.StableDiffusionXLPipeline, 'from_single_file',
+                        fake_from_single_file)
+    source = DiffusersSource(
+        model=ckpt,
+        pipeline_class='StableDiffusionXLPipeline',
+        config=str(root / 'config'),
+        device='cpu')
+    with pytest.raises(
+            OSError,
+            match=r"source.model: cannot load '.*tiny-sd.safetensors' "
+            r'\(OSError: stop here\)'):
+        source.setup()
+    path, kwargs = calls[0]
+    assert path == ckpt and kwargs['config'] == str(root / 'config')
+    assert kwargs['safety_checker'] is None  # not part of a single file: said in a warning
+
+
+def test_diffusers_source_relative_org_name(tiny_sd, tmp_path, monkeypatch):
+    import shutil
+
+    import diffusers
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(tiny_sd, tmp_path / 'models' / 'sd15')
+    source = DiffusersSource(
+        model='models/sd15',
+        dtype='float32',
+        num_inference_steps=1,
+        device='cpu',
+        height=32,
+        width=32)
+    source.check()  # an existing relative folder is a path, not a hub id
+    source.setup()
+    assert type(source.pipe).__name__ == 'StableDiffusionPipeline'
+    requested = []
+
+    def fake_from_pretrained(name, **kwargs):
+        requested.append(name)
+        raise OSError(f'{name} is not a valid model identifier on the hub')
+
+    monkeypatch.setattr(diffusers.AutoPipelineForText2Image, 'from_pretrained',
+                        fake_from_pretrained)
+    source = DiffusersSource(model='models/sd14', device='cpu')
+    source.check()  # no such folder: a hub id
+    with pytest.raises(
+            OSError,
+            match=r"'models/sd14' was taken as a hub id because no local "
+            r"directory '.*models/sd14' exists"):
+        source.setup()
+    assert requested == ['models/sd14']

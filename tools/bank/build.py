@@ -7,10 +7,15 @@ Stages: generate, segment, score, filter, write, report, or all (default). Examp
         --cfg-options filter.min_clip=20
     torchrun --nproc_per_node 8 tools/bank/build.py configs/bank/lvis_sd15.py
     srun -n 16 --gres=gpu:8 python tools/bank/build.py configs/bank/lvis_sd15.py
+
+SIGTERM (slurm preemption) or Ctrl-C finishes the work units in flight, prints how to resume
+(the same command) and exits with status 143 / 130.
 """
 import argparse
 import os
 import os.path as osp
+import shlex
+import sys
 import time
 import uuid
 
@@ -18,6 +23,7 @@ from mmengine.config import DictAction
 from mmengine.logging import MMLogger
 
 from xpaste.builder.dist import get_dist_info, init_process_group
+from xpaste.builder.interrupt import BuildInterrupted
 from xpaste.builder.layout import STAGES
 from xpaste.builder.pipeline import BankBuilder
 from xpaste.utils.config import load_config
@@ -55,6 +61,12 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def resume_command(argv=None) -> str:
+    """The command line that resumes this build: the same one."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    return shlex.join(['python', 'tools/bank/build.py', *argv])
+
+
 def main(argv=None):
     args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
@@ -72,7 +84,12 @@ def main(argv=None):
     builder = BankBuilder(cfg.to_dict(), rank=rank, world_size=world_size)
     if rank == 0:
         cfg.dump(osp.join(builder.ctx.work_dir, 'logs', f'config_{stamp}.py'))
-    return builder.run(args.stage)
+    try:
+        return builder.run(args.stage)
+    except BuildInterrupted as e:
+        launcher = ' (on every rank, with the same launcher)' if world_size > 1 else ''
+        print(f'{e}\nresume with: {resume_command(argv)}{launcher}', file=sys.stderr, flush=True)
+        raise SystemExit(e.exit_code) from e
 
 
 if __name__ == '__main__':

@@ -14,6 +14,7 @@ that the CPU workers can run) and normalised and encoded in batches on the GPU b
 :class:`ClipScorer`.
 """
 import logging
+import os.path as osp
 from typing import Optional, Sequence
 
 import cv2
@@ -25,6 +26,8 @@ from .prompts import display_name
 from .segmenters import cutout_on_white
 
 DEFAULT_TEXT_TEMPLATES = ('a photo of {name}', )
+#: Prefixes of open_clip model names that carry their own weights.
+OPEN_CLIP_SCHEMES = ('hf-hub:', 'local-dir:')
 
 SKIPPED_MESSAGE = ('CLIP scoring skipped: no CLIP weights configured (score.pretrained is None); '
                    'cut-outs keep NaN scores, the score filters are off and near-duplicates are '
@@ -61,9 +64,13 @@ class ClipScorer:
 
     Args:
         model (str): open_clip model name, e.g. ``'ViT-L-14'`` (``'ViT-L-14-quickgelu'`` for
-            OpenAI weights given as a local file).
+            OpenAI weights given as a local file), or a model that carries its own weights:
+            ``'hf-hub:org/name'`` or ``'local-dir:/path'`` (a folder with
+            ``open_clip_config.json`` and ``open_clip_model.safetensors`` or
+            ``open_clip_pytorch_model.bin``).
         pretrained (str): open_clip pretrained tag (``'openai'``, ``'laion2b_s32b_b82k'``) or a
-            local checkpoint file.
+            local checkpoint file; ignored for ``hf-hub:``/``local-dir:`` models, whose
+            weights open_clip loads itself.
         text_templates (Sequence[str]): Text prompts over ``{name}``, averaged.
             Defaults to ``('a photo of {name}',)``.
         batch_size (int): Images per forward. Defaults to 256.
@@ -74,6 +81,10 @@ class ClipScorer:
         device (str): Defaults to ``'auto'``.
         clip_model (tuple, optional): An already built ``(model, tokenizer)`` (benchmarks,
             tests); ``model``/``pretrained`` are then only recorded. Defaults to None.
+        model_config (str, optional): An open_clip model config json, registered with
+            ``open_clip.add_model_config`` before the model is built, for a model that
+            open_clip does not ship (e.g. the toy CLIP of ``tools/toy/train_clip.py``); open_clip
+            names it by its file stem, which must equal ``model``. Defaults to None.
     """
 
     def __init__(self,
@@ -84,7 +95,8 @@ class ClipScorer:
                  precision: str = 'fp16',
                  cutout_margin: float = 0.1,
                  device: str = 'auto',
-                 clip_model: Optional[tuple] = None):
+                 clip_model: Optional[tuple] = None,
+                 model_config: Optional[str] = None):
         if isinstance(text_templates,
                       str) or not text_templates or not all('{name}' in t for t in text_templates):
             raise ValueError(f'score.text_templates must be a list of strings containing '
@@ -95,6 +107,7 @@ class ClipScorer:
             raise ValueError(f"score.precision must be 'fp16', 'bf16' or 'fp32', got "
                              f'{precision!r}')
         self.model_name = model
+        self.model_config = model_config
         self.pretrained = pretrained
         self.text_templates = tuple(text_templates)
         self.batch_size = batch_size
@@ -107,46 +120,83 @@ class ClipScorer:
         self._input_size = None
 
     @property
+    def self_contained(self) -> bool:
+        """Whether ``model`` names its own weights (``hf-hub:``/``local-dir:``)."""
+        return str(self.model_name).startswith(OPEN_CLIP_SCHEMES)
+
+    @property
     def enabled(self) -> bool:
         """False when no weights are configured (then the score stage is skipped)."""
-        return self.model is not None or self.pretrained is not None
+        return self.model is not None or self.pretrained is not None or self.self_contained
 
     def check(self) -> None:
         """Check the model name and a local checkpoint path before any work."""
-        if self.model is not None or self.pretrained is None:
+        if self.model is not None or not self.enabled:
+            return
+        if self.self_contained:
+            self._check_local_dir()
             return
         import open_clip
-        if open_clip.get_model_config(
-                self.model_name) is None and not str(self.model_name).startswith(
-                    ('hf-hub:', 'local-dir:')):
+        if self.model_config is not None:
+            path = check_model_source(
+                self.model_config, 'score.model_config', allow_hub_id=False, kind='file')
+            stem = osp.splitext(osp.basename(path))[0]
+            if stem != self.model_name:
+                raise ValueError(f'score.model_config {self.model_config!r} registers model '
+                                 f'{stem!r}, but score.model is {self.model_name!r}: set '
+                                 f'score.model={stem!r}')
+            if open_clip.get_model_config(stem) is None:
+                open_clip.add_model_config(path)
+        if open_clip.get_model_config(self.model_name) is None:
             raise ValueError(f'score.model: open_clip has no model {self.model_name!r}; '
                              f'e.g. {open_clip.list_models()[:5]}')
         if looks_like_path(self.pretrained):
             check_model_source(self.pretrained, 'score.pretrained', allow_hub_id=False, kind='file')
+
+    def _check_local_dir(self) -> None:
+        """A ``local-dir:`` folder exists and holds open_clip's config (``hf-hub:`` models
+        are checked when they load)."""
+        prefix = 'local-dir:'
+        if not self.model_name.startswith(prefix):
+            return
+        folder = check_model_source(
+            self.model_name[len(prefix):],
+            'score.model (local-dir:)',
+            allow_hub_id=False,
+            kind='dir')
+        config = osp.join(folder, 'open_clip_config.json')
+        if not osp.isfile(config):
+            raise FileNotFoundError(f'score.model {self.model_name!r}: no open_clip_config.json '
+                                    f'in {folder!r} (open_clip\'s local-dir format: '
+                                    'open_clip_config.json + open_clip_model.safetensors)')
 
     def setup(self) -> None:
         """Load the model (once, before the first score)."""
         if self.model is None:
             self.check()
             import open_clip
-            device = resolve_device(self.device, self.local_rank)
+            device = resolve_device(self.device, self.local_rank, 'score')
             precision = 'fp32' if device == 'cpu' else self.precision
-            pretrained = self.pretrained
-            if looks_like_path(pretrained):
+            pretrained = None if self.self_contained else self.pretrained
+            name = self.model_name  # open_clip does not expand '~' in 'local-dir:~/...'
+            if name.startswith('local-dir:'):
+                name = 'local-dir:' + osp.expanduser(name[len('local-dir:'):])
+            if pretrained is not None and looks_like_path(pretrained):
                 pretrained = check_model_source(
                     pretrained, 'score.pretrained', allow_hub_id=False, kind='file')
             try:
                 model, _, _ = open_clip.create_model_and_transforms(
-                    self.model_name,
+                    name,
                     pretrained=pretrained,
                     precision=precision,
                     device=device,
                     require_pretrained=True)
-            except (OSError, RuntimeError, ValueError) as e:
-                raise OSError(f'score: cannot load open_clip {self.model_name!r} with pretrained '
-                              f'{self.pretrained!r} ({type(e).__name__}: {e})') from e
+            except (OSError, RuntimeError, ValueError, KeyError) as e:
+                weights = '' if self.self_contained else f' with pretrained {self.pretrained!r}'
+                raise OSError(f'score: cannot load open_clip {self.model_name!r}{weights} '
+                              f'({type(e).__name__}: {e})') from e
             self.model = model.eval()
-            self.tokenizer = open_clip.get_tokenizer(self.model_name)
+            self.tokenizer = open_clip.get_tokenizer(name)
         self._setup_preprocess()
 
     def _setup_preprocess(self) -> None:
@@ -218,7 +268,7 @@ class ClipScorer:
         return (100.0 * embeddings @ text).astype(np.float32)
 
     def describe(self) -> dict:
-        return dict(
+        info = dict(
             type='ClipScorer',
             model=self.model_name,
             pretrained=self.pretrained,
@@ -226,6 +276,9 @@ class ClipScorer:
             precision=self.precision,
             cutout_margin=self.cutout_margin,
             score='100 * cosine')
+        if self.model_config is not None:
+            info['model_config'] = self.model_config
+        return info
 
 
 def build_scorer(cfg: Optional[dict]) -> Optional[ClipScorer]:

@@ -6,13 +6,14 @@ rank 0, computes the bank's size statistics from the same parsed file.
 """
 import json
 import logging
+import os
 import os.path as osp
+import tempfile
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 from mmengine.logging import print_log
-from tqdm import tqdm
 
 from xpaste.bank import check_lvis_annotations, compute_size_stats
 from .clip_scoring import ClipScorer, build_scorer
@@ -21,7 +22,9 @@ from .dist import get_dist_info, wait_for
 from .filters import InstanceFilter
 from .hub import local_rank_from_env
 from .layout import Fingerprints, RankPlan, WorkLayout
+from .options import check_options
 from .prompts import PromptBank, load_categories, read_category_file
+from .real_instances import RealInstances
 from .segmenters import build_segmenters
 from .sources import BaseSource, build_source
 from .stages.generate import encode_image
@@ -46,6 +49,8 @@ class BuildContext:
         plan (RankPlan): Chunks and their ranks.
         size_stats (dict, optional): Per-class size statistics for the bank (rank 0 only).
         wait_timeout (float): Seconds to wait for other ranks' outputs.
+        real (RealInstances, optional): The training set's instances of each class
+            (``filter.real_similarity``); None when that filter is off.
     """
 
     cfg: dict
@@ -61,6 +66,7 @@ class BuildContext:
     plan: RankPlan
     size_stats: Optional[dict]
     wait_timeout: float
+    real: Optional[RealInstances] = None
 
     @classmethod
     def from_config(cls,
@@ -75,6 +81,7 @@ class BuildContext:
             world_size (int, optional): Number of ranks. Defaults to the launcher's environment.
         """
         cfg = merge_defaults(cfg)
+        check_options(cfg)
         if not cfg['work_dir']:
             raise ValueError('work_dir must be set (the tool sets ./work_dirs/<config name>)')
         env_rank, env_world, _ = get_dist_info()
@@ -94,7 +101,7 @@ class BuildContext:
         if not categories:
             raise ValueError('the build selects no categories (check categories.include/'
                              'exclude/max_classes)')
-        prompts = PromptBank(categories, **cfg['prompts'])
+        prompts = PromptBank(categories, seed=cfg['seed'], **cfg['prompts'])
         source = build_source(cfg['source'])
         segmenters = build_segmenters(cfg['segment']['segmenters'])
         scorer = build_scorer(cfg['score'])
@@ -107,6 +114,13 @@ class BuildContext:
                 model.local_rank = local_rank
                 model.check()
         source.check_categories(categories)
+        real = None
+        if instance_filter.real_similarity is not None:
+            if scorer is None:
+                raise ValueError('filter.real_similarity compares CLIP embeddings: it needs CLIP '
+                                 'scoring (set score.pretrained), or set it to None')
+            real = RealInstances.from_config(instance_filter.real_similarity, categories,
+                                             work_dir, ann_file, ann)
         wait = cfg['dist']['wait_timeout']
         fps = Fingerprints.compute(cfg, categories, prompts, source, segmenters, scorer,
                                    instance_filter, bank_dir)
@@ -128,7 +142,8 @@ class BuildContext:
             plan=RankPlan(categories, source, cfg['images_per_class'], cfg['chunk_size'], rank,
                           world_size, _warn_no_images),
             size_stats=size_stats,
-            wait_timeout=(0 if world_size == 1 else 24 * 3600) if wait is None else wait)
+            wait_timeout=(0 if world_size == 1 else 24 * 3600) if wait is None else wait,
+            real=real)
 
     @property
     def work_dir(self) -> str:
@@ -143,6 +158,22 @@ class BuildContext:
         """Keep the largest connected component of each mask (``segment``)."""
         return bool(self.cfg['segment']['largest_component'])
 
+    def check_writable(self, bank: bool = True) -> None:
+        """Check that the work dir (and, if ``bank``, the bank dir) can be written, creating
+        them if needed, so that a read-only folder stops the build before any work.
+
+        Raises:
+            PermissionError: the message names the folder and why.
+        """
+        dirs = [('work dir', self.work_dir, 'work_dir / --work-dir')]
+        if bank:
+            dirs.append(('bank dir', self.bank_dir, 'bank_dir / --bank-dir'))
+        for what, path, option in dirs:
+            problem = write_problem(path)
+            if problem:
+                raise PermissionError(f'the {what} {path!r} is not writable ({problem}); fix its '
+                                      f'permissions or choose another folder ({option})')
+
     def wait(self, items: list, check, what: str, name) -> None:
         """:func:`~xpaste.builder.dist.wait_for` other ranks' outputs (``dist`` settings)."""
         wait_for(
@@ -153,19 +184,22 @@ class BuildContext:
             what=what,
             name=name)
 
-    def bar(self, total: int, desc: str):
-        """A progress bar over ``total`` images (``progress`` setting)."""
-        return tqdm(
-            total=total,
-            desc=f'{desc} [rank {self.rank}/{self.world_size}]',
-            unit='img',
-            dynamic_ncols=True,
-            disable=not self.cfg['progress'] or None,
-            mininterval=1.0)
-
 
 def _warn_no_images(category: dict) -> None:
     print_log(f'class {category["name"]!r} has no images', logger='current', level=logging.WARNING)
+
+
+def write_problem(path: str) -> str:
+    """Why files cannot be written in folder ``path`` ('' if they can): creates it if needed,
+    then writes and removes a probe file."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix='.write-check-', dir=path)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        return f'{type(e).__name__}: {e}'
+    return ''
 
 
 def size_statistics(cfg: dict, ann: Optional[dict], names: list) -> Optional[dict]:

@@ -21,11 +21,24 @@ BUILD_DEFAULTS = dict(
     chunk_size=16,
     # Base seed; image i of class c gets derive_seed(seed, c, i), whatever the rank or batch.
     seed=0,
-    # Prompt templates over {name}, {synonym}, {definition}; prompt_file: a json of per-class
-    # prompts replacing the templates for the classes it names.
-    prompts=dict(templates=['a photo of a single {name}'], prompt_file=None),
-    # Where images come from: a registered source (ToySource, FolderSource, DiffusersSource)
-    # and its arguments; replaced as a whole by a config.
+    # Prompt templates over {name}, {synonym}, {definition} and the keys of attributes (lists
+    # such as colour=[...], view=[...], setting=[...]; each template makes every combination of
+    # the fields it uses); prompt_file: per-class prompts (json {name: [prompts]} or text lines
+    # "name<TAB>prompt" / "name: prompt") that replace the templates for the classes it names
+    # (prompt_file_mode='replace') or come before them ('add'); order: 'product' (as expanded)
+    # or 'shuffle' (seeded per class); max_prompts: cap per class (None: all). Image i of a
+    # class gets prompt i mod n, recorded with the image.
+    prompts=dict(
+        templates=['a photo of a single {name}'],
+        prompt_file=None,
+        attributes=None,
+        max_prompts=None,
+        order='product',
+        prompt_file_mode='replace'),
+    # Where images come from: a registered source (ToySource, FolderSource, DiffusersSource,
+    # RoutedSource: one source per class by LVIS frequency or name, MixedSource: several
+    # generators per class, drawn per image by weight) and its arguments; replaced as a whole by
+    # a config.
     source=dict(type='ToySource'),
     # How generated images are kept on disk: 'png', 'jpg' or 'webp', and the jpg/webp quality.
     generate=dict(image_format='png', quality=95),
@@ -38,7 +51,10 @@ BUILD_DEFAULTS = dict(
     # InstanceFilter arguments. X-Paste keeps a cut-out scoring >= min(min_clip, class max -
     # tolerance) (21 and 1 with CLIP ViT-L/14) with a mask area ratio in [min_area, max_area];
     # min_component: smallest share of the mask in its largest component; dedup: 'clip',
-    # 'phash', 'auto' (CLIP when scored) or None, with its cosine / Hamming thresholds.
+    # 'phash', 'auto' (CLIP when scored) or None, with its cosine / Hamming thresholds;
+    # real_similarity: None (off) or a dict of xpaste.builder.filters.RealSimilarity fields
+    # (drop cut-outs whose CLIP similarity to the training set's own instances of their class
+    # is below min_cosine or the class's percentile; needs CLIP scoring).
     filter=dict(
         min_clip=21.0,
         tolerance=1.0,
@@ -47,12 +63,16 @@ BUILD_DEFAULTS = dict(
         min_component=0.0,
         dedup='auto',
         dedup_cosine=0.95,
-        dedup_hamming=4),
+        dedup_hamming=4,
+        real_similarity=None),
     # Crops in the bank: image format and quality, longest side (None: as cut), bytes per
     # storage shard; size_stats: True = per-class size statistics from categories.ann_file, a
-    # path = from that annotation file, False/None = none.
+    # path = from that annotation file, False/None = none; keep_versions: superseded bank
+    # versions kept after a rewrite switches to a new one (readers of the previous version go
+    # on; None keeps all, 0 none).
     write=dict(
-        image_format='webp', quality=95, max_side=512, shard_bytes=256 << 20, size_stats=True),
+        image_format='webp', quality=95, max_side=512, shard_bytes=256 << 20, size_stats=True,
+        keep_versions=1),
     # Report pages: thumbnail side, kept / dropped cut-outs shown per class, histogram bins.
     report=dict(thumb_side=128, max_kept=48, max_dropped=24, bins=30),
     # CPU worker pool of the streamed stages and of write: type 'process', 'thread' or None
@@ -69,6 +89,14 @@ BUILD_DEFAULTS = dict(
 # Options whose value replaces the default as a whole (a component config) rather than being
 # merged key by key.
 _REPLACED = ('source', 'score')
+# Options added after banks were first built: while they keep these defaults (off) they are
+# left out of the settings a bank records (build info, config hash), so a build that does not
+# use them writes the same bank, byte for byte, as before they existed.
+RECORDED_WHEN_SET = {
+    'prompts': dict(attributes=None, max_prompts=None, order='product', prompt_file_mode='replace'),
+    'filter': dict(real_similarity=None),
+    'write': dict(keep_versions=1),
+}
 # Keys of an mmengine Config that are not build options.
 _NOT_OPTIONS = ('filename', 'text', 'pretty_text', '_base_', 'custom_imports')
 
@@ -104,4 +132,23 @@ def merge_defaults(cfg: dict) -> dict:
             out[key] = _copy_cfg(value)
         else:
             out[key].update(_copy_cfg(dict(value)))
+    return out
+
+
+def recorded_options(cfg: dict) -> dict:
+    """The merged settings as a bank records them: :data:`RECORDED_WHEN_SET` options left out
+    while they keep their defaults.
+
+    Args:
+        cfg (dict): Settings from :func:`merge_defaults`.
+
+    Returns:
+        dict: A copy of ``cfg`` without those options.
+    """
+    out = _copy_cfg(dict(cfg))
+    for section, defaults in RECORDED_WHEN_SET.items():
+        if isinstance(out.get(section), dict):
+            for key, default in defaults.items():
+                if key in out[section] and out[section][key] == default:
+                    del out[section][key]
     return out

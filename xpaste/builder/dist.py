@@ -21,11 +21,12 @@ import numpy as np
 from mmengine.logging import print_log
 
 
-# Keys of a stage's settings that change how fast it runs but not what it produces; they are left
-# out of fingerprints so that e.g. a different batch size on a rerun does not redo finished work.
+# Keys of a stage's settings that change how fast it runs (or how many old bank versions are
+# kept) but not what it produces; they are left out of fingerprints so that e.g. a different
+# batch size on a rerun does not redo finished work.
 NON_SEMANTIC_KEYS = frozenset({
     'batch_size', 'device', 'num_workers', 'workers', 'max_pending', 'compile', 'progress',
-    'wait_timeout', 'poll_interval', 'start_method'
+    'wait_timeout', 'poll_interval', 'start_method', 'keep_versions'
 })
 
 

@@ -14,16 +14,19 @@ so it reruns in seconds with other thresholds. Every dropped cut-out gets the fi
 ``area_small``          mask area / image area < ``min_area``
 ``area_large``          mask area / image area > ``max_area``
 ``clip_score``          cut-out CLIP score < ``min(min_clip, class_max - tolerance)``
+``real_similarity``     mean CLIP similarity to the class's real instances below the class's
+                        threshold (``real_similarity``, off by default)
 ``duplicate``           near-duplicate of a kept cut-out with a higher score
 ======================  ================================================================
 """
+from dataclasses import asdict, dataclass
 from typing import Optional, Sequence
 
 import cv2
 import numpy as np
 
 DROP_REASONS = ('black_image', 'nan_image', 'corrupt_image', 'empty_mask', 'fragmented',
-                'area_small', 'area_large', 'clip_score', 'duplicate')
+                'area_small', 'area_large', 'clip_score', 'real_similarity', 'duplicate')
 _STATUS_REASON = {
     'black': 'black_image',
     'nan': 'nan_image',
@@ -74,6 +77,99 @@ def greedy_dedup(order: Sequence[int], is_duplicate) -> list[int]:
     return kept
 
 
+@dataclass(frozen=True)
+class RealSimilarity:
+    """Settings of the filter by similarity to real instances (``filter.real_similarity``).
+
+    DiverGen (CVPR 2024, official code ``filteration/``) embeds the training set's own
+    instances of each class with CLIP (object on white, square crop) and keeps a generated
+    instance when its mean cosine similarity to them, i.e. the dot product of its embedding
+    with their mean embedding, reaches a threshold (0.7 in the released scripts). Here a
+    class's threshold is ``min_cosine``, or the ``percentile`` of the same score of the class's
+    real instances (each against the others), which adapts to how varied a class is. Classes
+    with fewer than ``min_real`` usable real instances (``percentile``: fewer than 2) fall back
+    to the text score alone.
+
+    Args:
+        min_cosine (float, optional): Absolute threshold (mean cosine, in [-1, 1]).
+        percentile (float, optional): Per-class threshold: this percentile (0-100) of the real
+            instances' own scores. Exactly one of ``min_cosine`` and ``percentile`` is set.
+        max_per_class (int): Real instances embedded per class (a seeded random subset).
+            Defaults to 50.
+        min_real (int): Fewest real instances for a class to be filtered. Defaults to 1.
+        min_area (float): Smallest annotation area (pixels) used. Defaults to 1024 (32 x 32:
+            smaller crops are mostly blur at CLIP's input size).
+        img_prefix (str): Folder the training images' paths are relative to (as
+            ``tools/bank/from_annotations.py``: ``file_name`` or the path of ``coco_url``).
+        ann_file (str, optional): The training annotations. Defaults to None
+            (``categories.ann_file``).
+        seed (int): Seed of the ``max_per_class`` subset. Defaults to 0.
+    """
+
+    min_cosine: Optional[float] = None
+    percentile: Optional[float] = None
+    max_per_class: int = 50
+    min_real: int = 1
+    min_area: float = 1024.0
+    img_prefix: Optional[str] = None
+    ann_file: Optional[str] = None
+    seed: int = 0
+
+    @classmethod
+    def from_config(cls, cfg) -> Optional['RealSimilarity']:
+        """Checked settings from a ``filter.real_similarity`` dict (None: off).
+
+        Raises:
+            ValueError: an unknown key or a bad value (the message names it).
+        """
+        if cfg is None or isinstance(cfg, cls):
+            return cfg
+        if not isinstance(cfg, dict):
+            raise ValueError(f'filter.real_similarity must be None or a dict, got {cfg!r}')
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(cfg) - known)
+        if unknown:
+            raise ValueError(f'filter.real_similarity: unknown keys {unknown}; known: '
+                             f'{sorted(known)}')
+        out = cls(**cfg)
+        if (out.min_cosine is None) == (out.percentile is None):
+            raise ValueError('filter.real_similarity needs exactly one of min_cosine and '
+                             f'percentile, got min_cosine={out.min_cosine!r}, '
+                             f'percentile={out.percentile!r}')
+        if out.min_cosine is not None and not -1 <= out.min_cosine <= 1:
+            raise ValueError(f'filter.real_similarity.min_cosine must be in [-1, 1], got '
+                             f'{out.min_cosine!r}')
+        if out.percentile is not None and not 0 <= out.percentile <= 100:
+            raise ValueError(f'filter.real_similarity.percentile must be in [0, 100], got '
+                             f'{out.percentile!r}')
+        for key in ('max_per_class', 'min_real'):
+            value = getattr(out, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f'filter.real_similarity.{key} must be an int >= 1, got '
+                                 f'{value!r}')
+        if not out.min_area >= 0:
+            raise ValueError(f'filter.real_similarity.min_area must be >= 0, got '
+                             f'{out.min_area!r}')
+        if not out.img_prefix:
+            raise ValueError('filter.real_similarity.img_prefix must name the folder of the '
+                             'training images (their paths in the json are relative to it)')
+        return out
+
+    def class_threshold(self, count: int, real_scores: np.ndarray) -> Optional[float]:
+        """The threshold of a class with ``count`` real instances scoring ``real_scores``
+        (each against the others); None (no real filter for the class) when it has too few."""
+        if count < self.min_real:
+            return None
+        if self.percentile is None:
+            return float(self.min_cosine)
+        if count < 2 or len(real_scores) == 0:
+            return None
+        return float(np.percentile(np.asarray(real_scores, np.float64), self.percentile))
+
+    def describe(self) -> dict:
+        return asdict(self)
+
+
 class InstanceFilter:
     """Per-class filtering of cut-outs.
 
@@ -94,6 +190,9 @@ class InstanceFilter:
             Defaults to 0.95.
         dedup_hamming (int): Hash distance up to which two cut-outs are duplicates.
             Defaults to 4.
+        real_similarity (dict, optional): :class:`RealSimilarity` fields: drop cut-outs too
+            unlike the class's real instances (``real_score`` below ``real_threshold``).
+            Defaults to None (off).
     """
 
     def __init__(self,
@@ -104,7 +203,8 @@ class InstanceFilter:
                  min_component: float = 0.0,
                  dedup: Optional[str] = 'auto',
                  dedup_cosine: float = 0.95,
-                 dedup_hamming: int = 4):
+                 dedup_hamming: int = 4,
+                 real_similarity: Optional[dict] = None):
         if not 0 <= min_area <= max_area <= 1:
             raise ValueError(f'filter needs 0 <= min_area <= max_area <= 1, got '
                              f'min_area={min_area!r}, max_area={max_area!r}')
@@ -128,6 +228,7 @@ class InstanceFilter:
         self.dedup = dedup
         self.dedup_cosine = float(dedup_cosine)
         self.dedup_hamming = dedup_hamming
+        self.real_similarity = RealSimilarity.from_config(real_similarity)
 
     def __call__(self,
                  status: Sequence[str],
@@ -135,7 +236,9 @@ class InstanceFilter:
                  component: np.ndarray,
                  clip_score: np.ndarray,
                  phash: np.ndarray,
-                 embedding: Optional[np.ndarray] = None) -> dict:
+                 embedding: Optional[np.ndarray] = None,
+                 real_score: Optional[np.ndarray] = None,
+                 real_threshold: Optional[float] = None) -> dict:
         """Decide for the cut-outs of one class.
 
         Args:
@@ -145,6 +248,10 @@ class InstanceFilter:
             clip_score (np.ndarray): Cut-out CLIP score, NaN when not scored.
             phash (np.ndarray): uint64 perceptual hash of the cut-out.
             embedding (np.ndarray, optional): Normalised CLIP embeddings ``(N, D)``.
+            real_score (np.ndarray, optional): Mean cosine similarity of each cut-out to the
+                class's real instances (NaN: unknown). Defaults to None.
+            real_threshold (float, optional): The class's threshold on ``real_score``; None:
+                no real filter for this class (off, or too few real instances).
 
         Returns:
             dict: ``reason`` (list of str, '' when kept), ``keep`` (bool array),
@@ -182,6 +289,11 @@ class InstanceFilter:
                 hit = scored & (clip_score < threshold)
                 reason[hit] = 'clip_score'
                 open_ &= ~hit
+        if real_threshold is not None and real_score is not None:
+            real_score = np.asarray(real_score, np.float64)
+            hit = open_ & np.isfinite(real_score) & (real_score < real_threshold)
+            reason[hit] = 'real_similarity'
+            open_ &= ~hit
         method = self.dedup
         if method == 'auto':
             method = 'clip' if embedding is not None and len(embedding) == n and scored.any() \
@@ -228,4 +340,7 @@ class InstanceFilter:
             min_component=self.min_component,
             dedup=self.dedup,
             dedup_cosine=self.dedup_cosine,
-            dedup_hamming=self.dedup_hamming)
+            dedup_hamming=self.dedup_hamming,
+            # only when on: filters without it keep their fingerprints
+            **({} if self.real_similarity is None else
+               dict(real_similarity=self.real_similarity.describe())))

@@ -73,6 +73,52 @@ def segmentation_to_mask(segm, height: int, width: int) -> np.ndarray | None:
     return mask_utils.decode(rle)
 
 
+def select_annotations(data: dict, category_ids: set, images: dict, min_area: float = 64,
+                       max_per_class: int | None = None,
+                       seed: int = 0) -> tuple[dict[int, list], Counter]:
+    """The usable annotations of some classes: non-crowd, with a segmentation, ``area >=
+    min_area``, of a known image; with ``max_per_class``, a seeded random subset per class (the
+    classes drawn in id order from one generator, annotations in id order).
+
+    Args:
+        data (dict): The annotation json.
+        category_ids (set): The classes to keep.
+        images (dict): ``{image id: image record}`` of the json.
+        min_area (float): Smallest ``area`` (pixels). Defaults to 64.
+        max_per_class (int, optional): At most this many per class. Defaults to None (all).
+        seed (int): Seed of the subset. Defaults to 0.
+
+    Returns:
+        tuple[dict, Counter]: ``{category id: [annotation, ...]}`` and the skipped count per
+        reason.
+    """
+    skipped = Counter()
+    by_class = defaultdict(list)
+    for a in data['annotations']:
+        if a.get('category_id') not in category_ids:
+            continue
+        if a.get('iscrowd', 0):
+            skipped['crowd'] += 1
+        elif not a.get('segmentation'):
+            skipped['no_segmentation'] += 1
+        elif float(a.get('area', 0)) < min_area:
+            skipped['small'] += 1
+        elif a.get('image_id') not in images:
+            skipped['unknown_image'] += 1
+        else:
+            by_class[a['category_id']].append(a)
+    rng = np.random.default_rng(seed)
+    selected = {}
+    for cid in sorted(by_class):
+        anns = sorted(by_class[cid], key=lambda a: a['id'])
+        if max_per_class is not None and len(anns) > max_per_class:
+            keep = np.sort(rng.choice(len(anns), max_per_class, replace=False))
+            skipped['max_per_class'] += len(anns) - max_per_class
+            anns = [anns[i] for i in keep]
+        selected[cid] = anns
+    return selected, skipped
+
+
 def build_bank_from_annotations(ann_file, img_prefix, out_root, *, max_side: int | None = 256,
                                 min_area: float = 64, categories: Sequence[str] | None = None,
                                 max_per_class: int | None = None, seed: int = 0,
@@ -122,31 +168,9 @@ def build_bank_from_annotations(ann_file, img_prefix, out_root, *, max_side: int
     bank_cats = [{k: c[k] for k in ('id', 'name', 'frequency') if k in c} for c in file_cats]
     cat_name = {c['id']: c['name'] for c in file_cats}
     images = {img['id']: img for img in data['images']}
-
-    skipped = Counter()
-    by_class = defaultdict(list)
-    for a in data['annotations']:
-        if a.get('category_id') not in cat_name:
-            continue
-        if a.get('iscrowd', 0):
-            skipped['crowd'] += 1
-        elif not a.get('segmentation'):
-            skipped['no_segmentation'] += 1
-        elif float(a.get('area', 0)) < min_area:
-            skipped['small'] += 1
-        elif a.get('image_id') not in images:
-            skipped['unknown_image'] += 1
-        else:
-            by_class[a['category_id']].append(a)
-    rng = np.random.default_rng(seed)
-    selected = []
-    for cid in sorted(by_class):
-        anns = sorted(by_class[cid], key=lambda a: a['id'])
-        if max_per_class is not None and len(anns) > max_per_class:
-            keep = np.sort(rng.choice(len(anns), max_per_class, replace=False))
-            skipped['max_per_class'] += len(anns) - max_per_class
-            anns = [anns[i] for i in keep]
-        selected.extend(anns)
+    by_class, skipped = select_annotations(data, set(cat_name), images, min_area, max_per_class,
+                                           seed)
+    selected = [a for cid in sorted(by_class) for a in by_class[cid]]
     by_image = defaultdict(list)
     for a in selected:
         by_image[a['image_id']].append(a)

@@ -1,23 +1,33 @@
-"""Where the bank builder's models come from: local paths, hub ids, devices.
+"""Where the bank builder's models come from, and where they run: local paths, hub ids,
+devices (:func:`resolve_device`) and dtypes (:func:`resolve_dtype`).
 
 Every model of a build (generator, segmenters, CLIP) is named by a local path or a hub id. Paths
 are checked when the build is set up, before any work starts, so a typo fails in a second with
 the path in the message instead of after hours of generation.
 """
+import logging
 import os
 import os.path as osp
 import re
-from typing import Optional
+from typing import Optional, Sequence
+
+from mmengine.logging import print_log
 
 _HUB_ID = re.compile(r'^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$')
 _WEIGHT_SUFFIXES = ('.safetensors', '.ckpt', '.pt', '.pth', '.bin', '.pkl')
+#: Suffixes of single-file checkpoints of a whole diffusion pipeline (diffusers'
+#: ``from_single_file``).
+SINGLE_FILE_SUFFIXES = ('.safetensors', '.ckpt', '.pt', '.pth', '.bin')
 
 
 def looks_like_path(value: str) -> bool:
     """Whether ``value`` is meant as a local path rather than a hub id.
 
     It is a path when it exists, is absolute or starts with ``.``/``~``, has more than one
-    ``/``, or ends with a weight-file suffix; ``org/name`` and ``name`` are hub ids.
+    ``/``, or ends with a weight-file suffix; otherwise ``org/name`` and ``name`` are hub ids.
+    So a relative ``models/sd15`` is a local folder when it exists (from the current
+    directory) and a hub id when it does not; a failed hub load then says why
+    (:func:`hub_id_note`).
     """
     if osp.exists(value):
         return True
@@ -63,17 +73,67 @@ def check_model_source(value: Optional[str],
     return value
 
 
-def resolve_device(device: Optional[str] = 'auto', local_rank: int = 0) -> str:
-    """The torch device of this rank.
+#: Components already warned that ``device='auto'`` runs them on the CPU.
+_WARNED_CPU: set = set()
 
-    ``'auto'`` (or None) gives ``cuda:<LOCAL_RANK>`` when CUDA is available, else ``'cpu'``;
-    ``'cuda'`` gives ``cuda:<LOCAL_RANK>``; anything else is returned as it is.
+
+def resolve_device(device: Optional[str] = 'auto', local_rank: int = 0, what: str = 'model') -> str:
+    """The torch device of a component on this rank.
+
+    - ``'auto'`` (or None): as ``'cuda'`` when CUDA is available, else ``'cpu'``, with a
+      warning (once per component) that the component runs on the CPU.
+    - ``'cuda'``: the GPU of this rank: ``cuda:<local_rank>`` when ``local_rank`` is below the
+      number of visible devices; ``cuda:0`` when a single device is visible (each rank sees only
+      its own GPU, e.g. ``srun --gpus-per-task=1`` or a per-rank ``CUDA_VISIBLE_DEVICES``).
+    - ``'cuda:N'``: device ``N`` of the visible ones, whatever the rank.
+    - ``'cpu'``: the CPU; anything else (e.g. ``'mps'``) is passed to torch as it is.
+
+    Args:
+        device (str, optional): The setting. Defaults to ``'auto'``.
+        local_rank (int): Rank within the node (:func:`local_rank_from_env`). Defaults to 0.
+        what (str): The component, named in messages (e.g. ``'source'``). Defaults to
+            ``'model'``.
+
+    Returns:
+        str: ``'cuda:<index>'``, ``'cpu'`` or ``device`` as given.
+
+    Raises:
+        RuntimeError: ``'cuda'``/``'cuda:N'`` without CUDA, ``N`` not a visible device, or
+            several devices visible and ``local_rank`` not among them.
     """
+    import torch
     if device in (None, 'auto'):
-        import torch
-        device = 'cuda' if torch.cuda.is_available() else 'cpu'
+        if not torch.cuda.is_available():
+            if what not in _WARNED_CPU:
+                _WARNED_CPU.add(what)
+                print_log(
+                    f"{what}: device='auto' but CUDA is not available (torch "
+                    f'{torch.__version__}), so it runs on the CPU, which is slow; set '
+                    f"device='cpu' to make this explicit",
+                    logger='current',
+                    level=logging.WARNING)
+            return 'cpu'
+        device = 'cuda'
+    if not isinstance(device, str) or not (device == 'cuda' or device.startswith('cuda:')):
+        return device
+    visible = os.environ.get('CUDA_VISIBLE_DEVICES')
+    where = '' if visible is None else f' (CUDA_VISIBLE_DEVICES={visible!r})'
+    if not torch.cuda.is_available():
+        raise RuntimeError(f'{what}: device={device!r} but CUDA is not available (torch '
+                           f"{torch.__version__}){where}; use device='cpu' or 'auto'")
+    count = torch.cuda.device_count()
     if device == 'cuda':
-        return f'cuda:{local_rank}'
+        if local_rank < count:
+            return f'cuda:{local_rank}'
+        if count == 1:
+            return 'cuda:0'
+        raise RuntimeError(f"{what}: device='cuda' on local rank {local_rank}, but only {count} "
+                           f'CUDA devices are visible{where}: start at most {count} ranks per '
+                           "node, give each rank its own GPU, or set device='cuda:N'")
+    index = device.split(':', 1)[1]
+    if not index.isdigit() or int(index) >= count:
+        raise RuntimeError(f'{what}: device={device!r}, but the visible CUDA devices are '
+                           f'cuda:0..cuda:{count - 1}{where}')
     return device
 
 
@@ -120,3 +180,47 @@ def dtype_kwargs(library: str, dtype) -> dict:
     else:
         raise ValueError(f"library must be 'diffusers' or 'transformers', got {library!r}")
     return {'dtype' if new else 'torch_dtype': dtype}
+
+
+def resolve_dtype(name: str,
+                  device: str,
+                  what: str = 'model',
+                  cpu_dtypes: Sequence[str] = ('float32', )):
+    """The torch dtype a component runs in on ``device``.
+
+    On the CPU a dtype not in ``cpu_dtypes`` (float16: slow or unsupported there) falls back to
+    float32 with a warning naming the component.
+
+    Args:
+        name (str): A :func:`torch_dtype` name.
+        device (str): From :func:`resolve_device`.
+        what (str): The component, named in the warning. Defaults to ``'model'``.
+        cpu_dtypes (Sequence[str]): Dtypes the component runs in on the CPU.
+            Defaults to ``('float32',)``.
+    """
+    import torch
+    dtype = torch_dtype(name)
+    if str(device).startswith('cpu') and dtype not in {torch_dtype(n) for n in cpu_dtypes}:
+        print_log(
+            f'{what}: dtype {name} on the CPU is slow or unsupported; using float32',
+            logger='current',
+            level=logging.WARNING)
+        return torch.float32
+    return dtype
+
+
+def hub_id_note(value) -> str:
+    """Why ``value`` was loaded as a hub id, for the message of a failed load: a relative
+    ``org/name`` names a local model only when that directory exists."""
+    if not isinstance(value, str) or looks_like_path(value) or '/' not in value:
+        return ''
+    return (f'; {value!r} was taken as a hub id because no local directory '
+            f'{osp.abspath(value)!r} exists (for a local model give an existing path, e.g. '
+            f"'./{value}')")
+
+
+def load_error(what: str, value: str, error: Exception) -> OSError:
+    """The error of a failed model load: names the setting, the path or hub id, the cause and,
+    for a hub id, why it was taken as one (:func:`hub_id_note`)."""
+    return OSError(f'{what}: cannot load {value!r} ({type(error).__name__}: {error})'
+                   f'{hub_id_note(value)}')

@@ -2,13 +2,23 @@
 
 * :func:`cpu_chunk_job` (:class:`ChunkJob` -> :class:`ChunkResult`): the CPU part of a chunk of
   the stream (save or load images, CPU segmenters, CLIP inputs).
-* :func:`write_class_job` (:class:`WriteJob` -> :class:`WriteResult`): one class's bank part.
+* :func:`write_class_job` (:class:`WriteJob` -> :class:`WriteResult`): one class's bank part
+  and its done marker.
 
 Jobs and results are pickled to and from worker processes: they hold plain data, numpy arrays
 and the components a worker runs (a CPU source, CPU segmenters), never the main process's GPU
 models.
+
+Worker processes (:func:`make_executor`) leave SIGINT and SIGTERM to the main process, which
+finishes the units in flight and stops (:mod:`xpaste.builder.interrupt`), and exit on their own
+when the main process dies (even by SIGKILL), so that a killed build leaves no process behind.
 """
 import multiprocessing as mp
+import os
+import os.path as osp
+import signal
+import threading
+import time
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Optional
@@ -17,7 +27,8 @@ import cv2
 import numpy as np
 
 from xpaste.bank import BankWriter
-from .sources import BaseSource, SourceItem
+from xpaste.utils.fileio import atomic_write_json, read_json
+from .sources import BaseSource, SourceItem, source_label
 from .stages.generate import generate_chunks, load_generated, load_item_image, save_generated
 from .stages.score import clip_inputs
 from .stages.segment import empty_masks, load_masks, segment_and_save
@@ -153,6 +164,7 @@ class WriteRow:
     segmenter: str
     prompt: str
     seed: int
+    generator: str = ''
 
 
 @dataclass
@@ -170,6 +182,10 @@ class WriteJob:
         quality (int): ``write.quality``.
         max_side (int, optional): ``write.max_side``.
         shard_bytes (int): ``write.shard_bytes``.
+        marker_path (str): The class's done marker (``write/<class>.json``), written as soon
+            as the part is committed.
+        marker (dict): Its fields (fingerprint, category list fingerprint, class, part); the
+            part's index file, shards and instance count are added.
         single_thread (bool): One OpenCV thread (in a worker process).
     """
 
@@ -183,6 +199,8 @@ class WriteJob:
     quality: int
     max_side: Optional[int]
     shard_bytes: int
+    marker_path: str
+    marker: dict
     single_thread: bool = False
 
 
@@ -196,7 +214,8 @@ class WriteResult:
 
 
 def write_class_job(job: WriteJob) -> WriteResult:
-    """Write the kept cut-outs of one class as one bank part (runs in a worker)."""
+    """Write the kept cut-outs of one class as one bank part, then its done marker (runs in a
+    worker): a build killed later keeps the classes written so far."""
     if job.single_thread:
         cv2.setNumThreads(1)
     masks_of: dict[str, list] = {}
@@ -229,11 +248,27 @@ def write_class_job(job: WriteJob) -> WriteResult:
                 clip_score=np.nan if row.clip_score is None else row.clip_score,
                 image_score=np.nan if row.image_score is None else row.image_score,
                 segmenter=row.segmenter,
-                source=row.file,
+                source=source_label(row.file, row.generator),
                 prompt=row.prompt,
                 seed=int(row.seed))
         count = writer.num_instances
+    write_marker(job, count)
     return WriteResult(job.category, job.part, count)
+
+
+def write_marker(job: WriteJob, count: int) -> None:
+    """The done marker of a committed part: ``job.marker`` plus what the done check verifies
+    by file sizes alone (the commit record, its index file, its shards) and the count."""
+    record = osp.join(job.bank_dir, 'parts', job.part, 'part.json')
+    committed = read_json(record)
+    atomic_write_json(
+        job.marker_path,
+        dict(
+            job.marker,
+            count=count,
+            part_bytes=os.path.getsize(record),
+            index_file=committed['index_file'],
+            shards=committed['shards']))
 
 
 class _InlineExecutor(Executor):
@@ -248,8 +283,45 @@ class _InlineExecutor(Executor):
         return future
 
 
+#: Seconds between a worker process's checks that the main process is alive.
+PARENT_POLL_S = 0.5
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by someone else
+        pass
+    return True
+
+
+def _watch_parent(main_pid: int, ppid: int) -> None:
+    """Exit this process as soon as the main process is gone: this process is re-parented
+    (``os.getppid()`` changes) or, when a fork server started it, ``main_pid`` has exited."""
+    while True:
+        if os.getppid() != ppid or (ppid != main_pid and not _alive(main_pid)):
+            os._exit(1)
+        time.sleep(PARENT_POLL_S)
+
+
+def init_worker(main_pid: int) -> None:
+    """Initialiser of the worker processes: SIGINT/SIGTERM are the main process's to handle
+    (a Ctrl-C or slurm's SIGTERM reach the whole process group; the main process finishes the
+    units in flight), and a daemon thread ends the worker when the main process dies (a
+    SIGKILL leaves no orphaned workers, and then no multiprocessing resource tracker)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    threading.Thread(
+        target=_watch_parent, args=(main_pid, os.getppid()), name='watch-parent',
+        daemon=True).start()
+
+
 def make_executor(workers: dict) -> Executor:
     """The CPU worker pool of the ``workers`` settings (``type``: 'process', 'thread' or None).
+
+    Worker processes run :func:`init_worker`.
     """
     kind, num = workers['type'], int(workers['num_workers'] or 0)
     if kind is None or num <= 0:
@@ -257,5 +329,9 @@ def make_executor(workers: dict) -> Executor:
     if kind == 'thread':
         return ThreadPoolExecutor(num)
     if kind == 'process':
-        return ProcessPoolExecutor(num, mp_context=mp.get_context(workers['start_method']))
+        return ProcessPoolExecutor(
+            num,
+            mp_context=mp.get_context(workers['start_method']),
+            initializer=init_worker,
+            initargs=(os.getpid(), ))
     raise ValueError(f"workers.type must be 'process', 'thread' or None, got {kind!r}")

@@ -2,7 +2,8 @@
 
 * :class:`WorkLayout`: the output file of every unit of every stage (:data:`OUTPUTS`), the
   fingerprint of the settings that make it (:class:`Fingerprints`) and whether it is done
-  (the file exists with the current fingerprint): the resume rule of every stage.
+  (the file is readable, has the current fingerprint, and the files it points to are whole):
+  the resume rule of every stage. A damaged file is named in a warning and its unit redone.
 * :class:`RankPlan`: the chunks of the build and the ranks that own them.
 
 Units: ``generate``/``segment``/``score`` work on *chunks* (:class:`Chunk`: ``chunk_size``
@@ -14,6 +15,7 @@ and runs the per-class stages of the classes whose last chunk it holds.
 Fingerprints chain per class: a changed prompt file regenerates only the classes whose prompts
 it changes, a changed filter setting redoes ``filter``, ``write`` and ``report`` only.
 """
+import logging
 import os.path as osp
 import re
 from dataclasses import dataclass
@@ -21,9 +23,10 @@ from functools import cached_property
 from typing import Optional, Union
 
 import numpy as np
+from mmengine.logging import print_log
 
-from xpaste.utils.fileio import read_json
-from .dist import block_bounds, block_owner, fingerprint, json_from_npz
+from .dist import block_bounds, block_owner, fingerprint
+from .integrity import image_problem, json_problem, npz_problem, shards_problem, zip_problem
 
 STAGES = ('generate', 'segment', 'score', 'filter', 'write', 'report')
 STREAM_STAGES = ('generate', 'segment', 'score')
@@ -38,6 +41,16 @@ OUTPUTS = {
     'write': 'write/{key}.json',
     'report': 'report/classes/{key}.json',
 }
+
+#: Arrays an ``.npz`` output must hold besides ``meta`` and its masks (checked by the done
+#: checks, without reading them).
+NPZ_KEYS = {
+    'segment': ('area', 'component', 'phash', 'shape'),
+    'score': ('image_score', 'cutout_score', 'best', 'embedding'),
+}
+
+#: Category fields kept in the bank.
+BANK_CATEGORY_FIELDS = ('id', 'name', 'synonyms', 'def', 'frequency')
 
 
 def category_key(category: dict) -> str:
@@ -143,22 +156,22 @@ def image_path(work_dir: str, file: str) -> str:
     return file if osp.isabs(file) else osp.join(work_dir, file)
 
 
-def read_record(path: str) -> Optional[dict]:
-    """The record of an output file: a json file, or the ``meta`` of an ``.npz`` (read
-    without its other arrays); None when missing or unreadable."""
-    if not path.endswith('.npz'):
-        rec = read_json(path)
-        return rec if isinstance(rec, dict) else None
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return json_from_npz(data['meta'])
-    except (FileNotFoundError, OSError, ValueError, KeyError, EOFError):
-        return None
+def read_output(path: str, stage: str) -> tuple[Optional[dict], str]:
+    """The record of a stage's output file: a json file, or the ``meta`` of an ``.npz`` (whose
+    arrays :data:`NPZ_KEYS` names must be there; they are not read).
+
+    Returns:
+        tuple: ``(record, '')``, ``(None, 'missing')`` or ``(None, what is wrong)``.
+    """
+    if path.endswith('.npz'):
+        return npz_problem(path, NPZ_KEYS.get(stage, ()))
+    return json_problem(path)
 
 
 class WorkLayout:
     """The files of a build: one per unit and stage (:data:`OUTPUTS`), each carrying the
-    fingerprint of the settings that made it; a unit is done when its file has the current one.
+    fingerprint of the settings that made it; a unit is done when its file has the current one
+    and the files it points to are whole (:meth:`done`).
 
     Args:
         work_dir (str): Outputs of every stage.
@@ -178,10 +191,22 @@ class WorkLayout:
         self.fps = fps
         self.segmenters = list(segmenters)
         self.scored = scored
+        self._warned: set = set()
 
     @property
     def report_dir(self) -> str:
         return osp.join(self.work_dir, 'report')
+
+    @cached_property
+    def bank_categories(self) -> list[dict]:
+        """The categories every bank part holds (:data:`BANK_CATEGORY_FIELDS`)."""
+        return [{k: c[k] for k in BANK_CATEGORY_FIELDS if k in c} for c in self.categories]
+
+    @cached_property
+    def bank_categories_fp(self) -> str:
+        """Fingerprint of :attr:`bank_categories`: a part written for another category list
+        is written again."""
+        return fingerprint(self.bank_categories)
 
     def path(self, stage: str, unit: Unit, part: Optional[str] = None) -> str:
         """The output file of ``unit`` (a chunk or a class position) of ``stage``."""
@@ -195,6 +220,10 @@ class WorkLayout:
         """The bank part of class ``cat``."""
         return f'cls-{self.categories[cat]["id"]:05d}'
 
+    def part_dir(self, cat: int) -> str:
+        """The folder of class ``cat``'s bank part."""
+        return osp.join(self.bank_dir, 'parts', self.part_name(cat))
+
     def meta(self, stage: str, chunk: Chunk, part: Optional[str] = None) -> dict:
         """The record header of a chunk output: fingerprint, class name, image range."""
         return dict(
@@ -204,26 +233,86 @@ class WorkLayout:
             stop=chunk.stop)
 
     def done(self, stage: str, unit: Unit, part: Optional[str] = None) -> bool:
-        """Whether ``unit``'s output of ``stage`` exists with the current fingerprint (and, for
-        ``generate``, its images exist; for ``write``, its bank part). ``segment`` without
-        ``part``: every segmenter's output."""
+        """Whether ``unit``'s output of ``stage`` is done: its file exists, is readable and has
+        the current fingerprint, and the files it points to are whole (``generate``: the
+        images' headers and ends; ``write``: the bank part's index and shard sizes).
+        ``segment`` without ``part``: every segmenter's output.
+
+        A file that exists but is damaged (cut short, unreadable) is named in a warning
+        (once) and its unit counts as not done, so that it is made again.
+        """
         if stage == 'segment' and part is None:
             return all(self.done(stage, unit, name) for name in self.segmenters)
         if stage == 'score' and not self.scored:
             return True
-        rec = read_record(self.path(stage, unit, part))
+        path = self.path(stage, unit, part)
+        rec, problem = read_output(path, stage)
         chunk = unit if isinstance(unit, Chunk) else None
         cat = unit if chunk is None else chunk.cat
-        if not rec or rec.get('fingerprint') != self.fps.of(stage, cat, part):
+        if rec is None:
+            self._redo(path, problem, stage, unit)
+            return False
+        if rec.get('fingerprint') != self.fps.of(stage, cat, part):
             return False
         if chunk is not None and (rec.get('start'), rec.get('stop')) != (chunk.start, chunk.stop):
             return False
         if stage == 'generate':
-            files = [item['file'] for item in rec['items'] if item['status'] == 'ok']
-            return all(osp.isfile(image_path(self.work_dir, f)) for f in files)
+            return self._images_whole(rec, unit)
         if stage == 'write':
-            return osp.isfile(osp.join(self.bank_dir, 'parts', self.part_name(cat), 'part.json'))
+            return self._part_whole(rec, cat)
         return True
+
+    def _images_whole(self, rec: dict, unit: Unit) -> bool:
+        """Whether every usable image of a ``generate`` record is whole: the build's own
+        images have a readable header with the recorded size and their end; folder images
+        (decoded when the chunk was made; not ours to check further) exist."""
+        for item in rec['items']:
+            if item['status'] != 'ok':
+                continue
+            path = image_path(self.work_dir, item['file'])
+            if osp.isabs(item['file']):
+                problem = '' if osp.isfile(path) else 'missing'
+            else:
+                problem = image_problem(path, (item['height'], item['width']), complete=True)
+            if problem:
+                self._redo(path, problem, 'generate', unit, expected=True)
+                return False
+        return True
+
+    def _part_whole(self, rec: dict, cat: int) -> bool:
+        """Whether the bank part a ``write`` marker records is there and whole (from file
+        sizes and the index's zip directory): written for the build's categories, its commit
+        record as written, its index readable, its shards at least as long as written."""
+        if rec.get('categories') != self.bank_categories_fp or 'shards' not in rec:
+            return False  # another category list, or a marker of an older build
+        pdir = self.part_dir(cat)
+        record, index = osp.join(pdir, 'part.json'), osp.join(pdir, rec['index_file'])
+        size = osp.getsize(record) if osp.isfile(record) else None
+        checks = [
+            (record, 'missing' if size is None else '' if size == rec['part_bytes'] else
+             f'{size} bytes, {rec["part_bytes"]} were written'),
+            (index, zip_problem(index)),
+            (pdir, shards_problem(pdir, rec['shards'])),
+        ]
+        for path, problem in checks:
+            if problem:
+                self._redo(path, problem, 'write', cat, expected=True)
+                return False
+        return True
+
+    def _redo(self, path: str, problem: str, stage: str, unit: Unit,
+              expected: bool = False) -> None:
+        """Warn (once per file) that ``path`` is damaged and its unit is made again; a
+        missing output file is just not done yet (``expected``: the file should be there)."""
+        if (problem == 'missing' and not expected) or path in self._warned:
+            return
+        self._warned.add(path)
+        what = (f'class {self.keys[unit.cat]} chunk {unit.name}'
+                if isinstance(unit, Chunk) else f'class {self.keys[unit]}')
+        print_log(
+            f'{path}: {problem}; {stage} of {what} is done again',
+            logger='current',
+            level=logging.WARNING)
 
 
 class RankPlan:

@@ -30,12 +30,15 @@ as they are.
 Ranks without a process group synchronise through files: a stage that needs other ranks'
 outputs (``filter`` needs every chunk of a class, the bank merge needs every class) waits for
 them up to ``dist.wait_timeout`` seconds.
+
+SIGTERM (slurm preemption) or SIGINT during :meth:`BankBuilder.run` finishes the units in flight
+and raises :class:`~xpaste.builder.interrupt.BuildInterrupted`; the same command resumes.
 """
-import os
 from typing import Optional, Sequence
 
 from .context import BuildContext
 from .dist import barrier
+from .interrupt import StopRequest, stop_on_signals
 from .layout import STAGES, STREAM_STAGES
 from .stages.filter import FilterStage
 from .stages.report import ReportStage
@@ -57,17 +60,20 @@ class BankBuilder:
 
     Attributes:
         ctx (BuildContext): Settings, components, layout and rank plan of the build.
+        stop (StopRequest): Set by SIGTERM/SIGINT during :meth:`run`; every stage checks it
+            between units.
         stream (StreamScheduler): Runs the per-chunk stages.
         stages (dict[str, Stage]): Every stage by name, in pipeline order.
     """
 
     def __init__(self, cfg: dict, rank: Optional[int] = None, world_size: Optional[int] = None):
         self.ctx = ctx = BuildContext.from_config(cfg, rank, world_size)
-        filter_stage, write_stage = FilterStage(ctx), WriteStage(ctx)
-        self.stream = StreamScheduler(ctx, filter_stage, write_stage)
+        self.stop = stop = StopRequest()
+        filter_stage, write_stage = FilterStage(ctx, stop), WriteStage(ctx, stop)
+        self.stream = StreamScheduler(ctx, filter_stage, write_stage, stop)
         self.stages = {
             stage.name: stage
-            for stage in (*self.stream.stages, filter_stage, write_stage, ReportStage(ctx))
+            for stage in (*self.stream.stages, filter_stage, write_stage, ReportStage(ctx, stop))
         }
 
     def run(self, stages: Sequence[str] = STAGES) -> dict:
@@ -79,13 +85,23 @@ class BankBuilder:
         Returns:
             dict: Per-stage summaries; the streamed stages together under ``'stream'``
             (:class:`~xpaste.builder.stream.StreamStats`).
+
+        Raises:
+            PermissionError: the work dir (or, with ``write``, the bank dir) is not writable;
+                checked before any work.
+            BuildInterrupted: SIGTERM/SIGINT (in the main thread): the units in flight were
+                finished and marked done; running the same stages again resumes.
         """
         stages = list(STAGES) if stages in ('all', ['all'], ('all', )) else list(stages)
         unknown = [s for s in stages if s not in STAGES]
         if unknown:
             raise ValueError(f'unknown stages {unknown!r}; choose from {list(STAGES)} or "all"')
         stages = [s for s in STAGES if s in stages]
-        os.makedirs(self.ctx.work_dir, exist_ok=True)
+        self.ctx.check_writable(bank='write' in stages)
+        with stop_on_signals(self.stop):
+            return self._run(stages)
+
+    def _run(self, stages: list) -> dict:
         summary = {}
         stream = [s for s in stages if s in STREAM_STAGES]
         if stream:

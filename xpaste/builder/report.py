@@ -8,7 +8,13 @@ Layout under the report directory (every link relative, so the folder can be cop
     classes/<key>.html       contact sheet of a class: kept and dropped thumbnails with scores
     classes/<key>.json       the class's summary (also the stage's done marker)
     hist/<key>.png           the class's score (or area) histogram with its threshold
+    hist/<key>_gen.png       the class's scores per generator (composite sources)
+    hist/all_generators.png  CLIP scores of every cut-out per generator (composite sources)
     thumbs/<key>/<i>.png     RGBA thumbnails
+
+With a composite source (:mod:`~xpaste.builder.multi_source`), the pages also count images, kept
+cut-outs and drop reasons per generator; with the filter by similarity to real instances, the
+class page gives the class's real-instance count and threshold.
 
 Figures use matplotlib's object API with the Agg canvas (no display, no global backend).
 """
@@ -49,6 +55,10 @@ pre { background: #f7f7f7; padding: 0.6em; font-size: 12px; overflow-x: auto; }
 
 def _fmt(value, digits: int = 2) -> str:
     return '-' if value is None else f'{value:.{digits}f}'
+
+
+def _mean(values: Sequence[float]) -> Optional[float]:
+    return float(np.mean(values)) if len(values) else None
 
 
 def _page(title: str, body: str, side: int) -> str:
@@ -108,6 +118,69 @@ def histogram(path: str,
     tmp = f'{path}.tmp-{os.getpid()}.png'
     fig.savefig(tmp)
     os.replace(tmp, path)
+
+
+def generator_summary(items: list[dict]) -> dict:
+    """Per generator (``item['generator']``), the images, kept cut-outs, drop reasons and CLIP
+    scores of a class's filter items; {} when no item names a generator (a single source)."""
+    if not any(i.get('generator') for i in items):
+        return {}
+    out: dict = {}
+    for i in items:
+        g = out.setdefault(
+            i.get('generator') or '-',
+            dict(images=0, kept=0, dropped={}, scores_kept=[], scores_dropped=[]))
+        g['images'] += 1
+        if i['reason']:
+            g['dropped'][i['reason']] = g['dropped'].get(i['reason'], 0) + 1
+        else:
+            g['kept'] += 1
+        if i['clip_score'] is not None:
+            g['scores_dropped' if i['reason'] else 'scores_kept'].append(i['clip_score'])
+    return dict(sorted(out.items()))
+
+
+def merge_generator_summaries(summaries: Sequence[dict]) -> dict:
+    """The per-generator summaries of several classes added up."""
+    total: dict = {}
+    for summary in summaries:
+        for name, g in summary.items():
+            t = total.setdefault(
+                name, dict(images=0, kept=0, dropped={}, scores_kept=[], scores_dropped=[]))
+            t['images'] += g['images']
+            t['kept'] += g['kept']
+            for reason, n in g['dropped'].items():
+                t['dropped'][reason] = t['dropped'].get(reason, 0) + n
+            t['scores_kept'] += g['scores_kept']
+            t['scores_dropped'] += g['scores_dropped']
+    return dict(sorted(total.items()))
+
+
+def generator_table(gens: dict) -> str:
+    """An HTML table of per-generator counts and mean scores."""
+    reasons = [r for r in DROP_REASONS if any(g['dropped'].get(r) for g in gens.values())]
+    head = ''.join(f'<th>{h}</th>' for h in ('generator', 'images', 'kept', *reasons,
+                                                'mean kept score', 'mean score'))
+    rows = []
+    for name, g in gens.items():
+        scores = g['scores_kept'] + g['scores_dropped']
+        cells = [f'<td class="name">{html.escape(name)}</td>', f'<td>{g["images"]}</td>',
+                 f'<td>{g["kept"]}</td>']
+        cells += [f'<td>{g["dropped"].get(r, 0) or ""}</td>' for r in reasons]
+        cells += [f'<td>{_fmt(_mean(g["scores_kept"]))}</td>', f'<td>{_fmt(_mean(scores))}</td>']
+        rows.append(f'<tr>{"".join(cells)}</tr>')
+    return f'<table><tr>{head}</tr>{"".join(rows)}</table>'
+
+
+def generator_histogram(path: str, gens: dict, bins: int, threshold: Optional[float] = None,
+                        title: Optional[str] = None) -> bool:
+    """Save the CLIP scores of every cut-out per generator (False, nothing saved, without
+    scores)."""
+    groups = [(name, g['scores_kept'] + g['scores_dropped']) for name, g in gens.items()]
+    if not any(v for _, v in groups):
+        return False
+    histogram(path, groups, 'CLIP score of the cut-out, per generator', bins, threshold, title)
+    return True
 
 
 def _pick_dropped(items: list[dict], limit: int) -> list[dict]:
@@ -197,6 +270,21 @@ def write_class_report(report_dir: str,
             'mask area / image area (no CLIP scores)',
             int(cfg.get('bins', 30)),
             title=display_name(category['name']))
+    gens = generator_summary(items)
+    gen_html = ''
+    if gens:
+        gen_rel = f'{key}_gen.png'
+        plotted = generator_histogram(
+            osp.join(report_dir, 'hist', gen_rel), gens, int(cfg.get('bins', 30)),
+            filter_rec['threshold'], title=display_name(category['name']))
+        gen_html = (f'<h2>Per generator</h2>\n{generator_table(gens)}\n' +
+                    (f'<p><img src="../hist/{html.escape(gen_rel)}"></p>\n' if plotted else ''))
+    real = filter_rec.get('real')
+    real_html = ''
+    if real is not None:
+        real_html = (f'<p>{real["count"]} real instances of the class; similarity threshold '
+                     f'{_fmt(real["threshold"], 3)}'
+                     f'{" (too few: text score only)" if real["threshold"] is None else ""}</p>\n')
     counts = filter_rec['counts']
     rows = ''.join(f'<tr><td class="name">{r}</td><td>{counts.get(r, 0)}</td></tr>'
                    for r in ('kept', *DROP_REASONS) if counts.get(r, 0) or r == 'kept')
@@ -206,9 +294,9 @@ def write_class_report(report_dir: str,
             f'<h1>{name} <small>(id {category["id"]})</small></h1>\n<p>{definition}</p>\n'
             f'<p>{len(items)} images; score threshold {_fmt(filter_rec["threshold"])}, best '
             f'score {_fmt(filter_rec["class_max"])}, duplicates by '
-            f'{html.escape(str(filter_rec["dedup"]))}</p>\n'
+            f'{html.escape(str(filter_rec["dedup"]))}</p>\n{real_html}'
             f'<table><tr><th>outcome</th><th>cut-outs</th></tr>{rows}</table>\n'
-            f'<p><img src="../hist/{html.escape(hist_rel)}"></p>\n'
+            f'<p><img src="../hist/{html.escape(hist_rel)}"></p>\n{gen_html}'
             f'<h2>Kept ({len(kept)}, best {len(shown_kept)} shown)</h2>\n'
             f'<div class="grid">{"".join(cell(i) for i in shown_kept)}</div>\n'
             f'<h2>Dropped ({len(dropped)}, {len(shown_dropped)} shown)</h2>\n'
@@ -235,6 +323,8 @@ def write_class_report(report_dir: str,
         scores_dropped=[i['clip_score'] for i in dropped if i['clip_score'] is not None],
         area_kept=[round(i['area'], 4) for i in kept],
         area_dropped=[round(i['area'], 4) for i in dropped if i['area'] > 0])
+    if gens:
+        summary['generators'] = gens
     atomic_write_json(osp.join(report_dir, 'classes', f'{key}.json'), summary)
     return summary
 
@@ -298,13 +388,21 @@ def write_index(report_dir: str,
             if empty else '')
     build_txt = (f'<h2>Build</h2><pre>{html.escape(json.dumps(build, indent=1))}</pre>'
                  if build else '')
+    gens = merge_generator_summaries([c.get('generators', {}) for c in summaries])
+    gen_html = ''
+    if gens:
+        plotted = generator_histogram(
+            osp.join(report_dir, 'hist', 'all_generators.png'), gens, bins, title='all classes')
+        gen_html = (f'<h2>Per generator</h2>\n{generator_table(gens)}\n' +
+                    ('<p><img src="hist/all_generators.png"></p>\n' if plotted else ''))
     body = (f'<h1>Instance bank report: {html.escape(title)}</h1>\n'
             f'<p>{len(summaries)} classes, {totals["images"]} images, {totals["kept"]} cut-outs '
             f'kept.</p>\n{warn}\n' +
             ('<p><img src="hist/all_clip.png"> '
              if scored else '<p class="none">CLIP scoring was skipped: no scores.</p>\n<p>') +
             '<img src="hist/all_area.png"></p>\n'
-            f'<table><tr>{head}</tr>{"".join(rows)}{total_row}</table>\n{build_txt}\n')
+            f'<table><tr>{head}</tr>{"".join(rows)}{total_row}</table>\n{gen_html}'
+            f'{build_txt}\n')
     path = osp.join(report_dir, 'index.html')
     atomic_write_bytes(
         path,

@@ -6,7 +6,9 @@ image is unusable (``'corrupt'``, ``'nan'``, ``'black'``, ``'missing'``), so one
 counted and reported while the rest of the run goes on.
 
 Sources are registered in :data:`SOURCES` and built from the ``source`` dict of a bank config.
-Heavy libraries (torch, diffusers) are imported only by the sources that need them.
+Text-to-image models are :class:`~xpaste.builder.diffusers_source.DiffusersSource` (module
+:mod:`.diffusers_source`). Heavy libraries (torch, diffusers) are imported only by the sources
+that need them.
 """
 import logging
 import os
@@ -19,9 +21,11 @@ import numpy as np
 from mmengine.logging import print_log
 from mmengine.registry import Registry
 
-from .hub import check_model_source, dtype_kwargs, resolve_device, torch_dtype
-
-SOURCES = Registry('bank image source')
+# DiffusersSource lives in .diffusers_source and the composite sources (MixedSource,
+# RoutedSource) in .multi_source, imported by the registry the first time a source is looked up.
+SOURCES = Registry(
+    'bank image source',
+    locations=['xpaste.builder.diffusers_source', 'xpaste.builder.multi_source'])
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.webp', '.bmp', '.tif', '.tiff')
 
@@ -53,6 +57,9 @@ class SourceItem:
         message (str): Why the image is unusable, naming the file or model.
         file (str | None): The source file when the image was read from disk; the build then
             refers to it instead of storing a copy.
+        generator (str): Which of several sources made the image (a composite source's entry
+            name, e.g. ``'sd15'``); '' for a single source. Recorded with the image and in the
+            bank row's ``source`` (:func:`source_label`).
     """
 
     index: int
@@ -62,6 +69,13 @@ class SourceItem:
     status: str = 'ok'
     message: str = ''
     file: Optional[str] = None
+    generator: str = ''
+
+
+def source_label(file: str, generator: str = '') -> str:
+    """The ``source`` of a bank row: the image file, prefixed ``'<generator>:'`` when a
+    composite source says which generator made it (``'sd15:images/00001-x/000003.png'``)."""
+    return f'{generator}:{file}' if generator else file
 
 
 def check_image(item: SourceItem, black_max: int = DEFAULT_BLACK_MAX) -> SourceItem:
@@ -134,14 +148,32 @@ class ToySource(BaseSource):
     The category is looked up by *name* among the toy categories, so a bank built from the toy
     LVIS json's categories uses the same renderer as the toy dataset.
 
+    Without ``gap`` the source is an oracle: each image is one object drawn exactly as the
+    dataset draws it, on a plain background (:func:`xpaste.toy.render_single_instance`). With
+    ``gap`` it stands for a real text-to-image model
+    (:func:`xpaste.toy.gap.render_gapped_instance`): other styles and backgrounds, and a set
+    fraction of wrong images (another class, two objects, a truncated object, no object, a black
+    image) and near-duplicates. Each item's prompt then ends with a tag naming its defect and
+    what was drawn (e.g. ``' [gap: wrong_class drew=blue_dotted_ring]'``, read back with
+    :func:`xpaste.toy.gap.parse_gap_tag`), which the bank index keeps.
+
     Args:
         size (int): Side of the square images. Defaults to 256.
+        gap (dict | str, optional): ``'default'`` or a dict of
+            :class:`xpaste.toy.gap.GapSettings` fields; None draws oracle images.
+            Defaults to None.
     """
 
-    def __init__(self, size: int = 256):
+    def __init__(self, size: int = 256, gap=None):
         if not isinstance(size, int) or size < 16:
             raise ValueError(f'ToySource.size must be an int >= 16, got {size!r}')
+        if gap is not None and size < 32:
+            raise ValueError(f'ToySource.size must be >= 32 with a gap, got {size!r}')
         self.size = size
+        self.gap = None
+        if gap is not None:
+            from xpaste.toy.gap import GapSettings
+            self.gap = GapSettings.from_config(gap)
         self._render = None
         self._lookup = None
 
@@ -149,10 +181,12 @@ class ToySource(BaseSource):
         if self._render is not None:
             return
         from xpaste.toy import max_toy_categories, render_single_instance, toy_categories
+        from xpaste.toy.gap import render_gapped_instance
 
         # Every shape x colour x texture combination: any toy json's names are among them.
         self._lookup = {c.name: c for c in toy_categories(max_toy_categories(), seed=0)}
         self._render = render_single_instance
+        self._render_gapped = render_gapped_instance
 
     def toy_category(self, category: dict):
         """The toy category named like ``category``.
@@ -168,6 +202,11 @@ class ToySource(BaseSource):
                              'build from the toy LVIS json')
         return toy
 
+    def world(self) -> tuple:
+        """Every toy category (what a wrong-class image of a gapped source is drawn from)."""
+        self.setup()
+        return tuple(self._lookup.values())
+
     def check_categories(self, categories):
         for category in categories:
             self.toy_category(category)
@@ -176,15 +215,21 @@ class ToySource(BaseSource):
         toy_category = self.toy_category(category)
         items = []
         for index, prompt, seed in zip(indices, prompts, seeds):
-            rng = np.random.default_rng(seed)
-            image, _ = self._render(toy_category, rng, size=self.size)
+            if self.gap is None:
+                image, _ = self._render(toy_category, np.random.default_rng(seed), size=self.size)
+            else:
+                out = self._render_gapped(toy_category, seed, self.gap, self.size, self.world())
+                image, prompt = out.image, f'{prompt} {out.tag}'
             items.append(
                 SourceItem(
                     index=index, image=np.ascontiguousarray(image), prompt=prompt, seed=seed))
         return items
 
     def describe(self):
-        return dict(type='ToySource', size=self.size)
+        info = dict(type='ToySource', size=self.size)
+        if self.gap is not None:
+            info['gap'] = self.gap.to_dict()
+        return info
 
 
 @SOURCES.register_module()
@@ -305,238 +350,6 @@ def resize_max_side(image: np.ndarray, max_side: Optional[int]) -> np.ndarray:
         return image
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-
-
-@SOURCES.register_module()
-class DiffusersSource(BaseSource):
-    """Text-to-image generation with diffusers' ``AutoPipelineForText2Image``.
-
-    Any model id or local diffusers folder works (SD 1.5/2.1, SDXL, SD-Turbo, ...). Each image
-    has its own seed (a CPU ``torch.Generator`` per image, so images do not depend on the batch
-    they are in nor on the GPU type). Images with NaNs and black images (what the safety checker
-    returns) are reported and dropped.
-
-    Args:
-        model (str): Hub id or local path of a diffusers pipeline.
-        dtype (str): ``'float16'``, ``'bfloat16'`` or ``'float32'``. float16/bfloat16 fall back
-            to float32 on CPU. Defaults to ``'float16'``.
-        scheduler (str | dict, optional): A diffusers scheduler class name (or
-            ``dict(type=name, **kwargs)``) built from the pipeline's scheduler config, e.g.
-            ``'DPMSolverMultistepScheduler'``. Defaults to the pipeline's own.
-        num_inference_steps (int): Denoising steps. Defaults to 50.
-        guidance_scale (float): Classifier-free guidance scale (0 for distilled models).
-            Defaults to 7.5.
-        negative_prompt (str, optional): Defaults to None.
-        height (int, optional): Image height. Defaults to the model's.
-        width (int, optional): Image width. Defaults to the model's.
-        batch_size (int): Images per call. Defaults to 8.
-        vae (dict, optional): Replacement VAE, ``dict(type='AutoencoderTiny', path=...)``
-            (any diffusers autoencoder class). Defaults to the pipeline's.
-        safety_checker (bool): Keep the pipeline's safety checker (its black images are
-            dropped). Defaults to True.
-        device (str): ``'auto'``, ``'cuda'`` (``cuda:<LOCAL_RANK>``), ``'cpu'``...
-            Defaults to ``'auto'``.
-        compile (bool): ``torch.compile`` the UNet/transformer. Defaults to False.
-        pipeline_kwargs (dict, optional): More keyword arguments of ``from_pretrained``
-            (e.g. ``variant='fp16'``). Defaults to None.
-        call_kwargs (dict, optional): More keyword arguments of the pipeline call.
-            Defaults to None.
-        pipeline (object, optional): An already built pipeline (benchmarks, tests); ``model``
-            is then only recorded. Defaults to None.
-        black_max (int): Brightest pixel value of a black image. Defaults to 8.
-    """
-
-    uses_gpu = True
-
-    def __init__(self,
-                 model: str,
-                 dtype: str = 'float16',
-                 scheduler=None,
-                 num_inference_steps: int = 50,
-                 guidance_scale: float = 7.5,
-                 negative_prompt: Optional[str] = None,
-                 height: Optional[int] = None,
-                 width: Optional[int] = None,
-                 batch_size: int = 8,
-                 vae: Optional[dict] = None,
-                 safety_checker: bool = True,
-                 device: str = 'auto',
-                 compile: bool = False,
-                 pipeline_kwargs: Optional[dict] = None,
-                 call_kwargs: Optional[dict] = None,
-                 pipeline=None,
-                 black_max: int = DEFAULT_BLACK_MAX):
-        if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
-            raise ValueError(f'DiffusersSource.num_inference_steps must be an int >= 1, got '
-                             f'{num_inference_steps!r}')
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f'DiffusersSource.batch_size must be an int >= 1, got '
-                             f'{batch_size!r}')
-        for key, value in (('height', height), ('width', width)):
-            if value is not None and (not isinstance(value, int) or value % 8):
-                raise ValueError(f'DiffusersSource.{key} must be None or a multiple of 8, '
-                                 f'got {value!r}')
-        torch_dtype(dtype)  # validates the name
-        if vae is not None and (not isinstance(vae, dict) or 'path' not in vae):
-            raise ValueError(f"DiffusersSource.vae must be dict(type=..., path=...), got {vae!r}")
-        self.model = model
-        self.dtype = dtype
-        self.scheduler = scheduler
-        self.num_inference_steps = num_inference_steps
-        self.guidance_scale = float(guidance_scale)
-        self.negative_prompt = negative_prompt
-        self.height, self.width = height, width
-        self.batch_size = batch_size
-        self.vae = dict(vae) if vae else None
-        self.safety_checker = safety_checker
-        self.device = device
-        self.compile = compile
-        self.pipeline_kwargs = dict(pipeline_kwargs or {})
-        self.call_kwargs = dict(call_kwargs or {})
-        self.black_max = black_max
-        self.pipe = pipeline
-        self.local_rank = 0
-
-    def check(self) -> None:
-        if self.pipe is None:
-            check_model_source(self.model, 'source.model', kind='dir')
-        if self.vae is not None:
-            check_model_source(self.vae['path'], 'source.vae.path', kind='dir')
-
-    def setup(self) -> None:
-        if getattr(self, '_ready', False):
-            return
-        import diffusers
-        import torch
-        device = resolve_device(self.device, self.local_rank)
-        dtype = torch_dtype(self.dtype)
-        if device == 'cpu' and dtype != torch.float32:
-            print_log(
-                f'DiffusersSource: {self.dtype} on CPU is slow or unsupported; using '
-                'float32',
-                logger='current',
-                level=logging.WARNING)
-            dtype = torch.float32
-        if self.pipe is None:
-            kwargs = dict(dtype_kwargs('diffusers', dtype), **self.pipeline_kwargs)
-            if self.vae is not None:
-                vae_cfg = dict(self.vae)
-                vae_cls = _diffusers_class(diffusers, vae_cfg.pop('type', 'AutoencoderKL'),
-                                           'source.vae.type')
-                path = check_model_source(vae_cfg.pop('path'), 'source.vae.path', kind='dir')
-                kwargs['vae'] = _load(
-                    lambda: vae_cls.from_pretrained(path, **dtype_kwargs('diffusers', dtype), **
-                                                    vae_cfg), path, 'source.vae.path')
-            if not self.safety_checker:
-                kwargs.update(safety_checker=None, requires_safety_checker=False)
-            path = check_model_source(self.model, 'source.model', kind='dir')
-            self.pipe = _load(
-                lambda: diffusers.AutoPipelineForText2Image.from_pretrained(path, **kwargs), path,
-                'source.model')
-        pipe = self.pipe
-        if self.scheduler is not None:
-            cfg = dict(
-                type=self.scheduler) if isinstance(self.scheduler, str) else dict(self.scheduler)
-            cls = _diffusers_class(diffusers, cfg.pop('type'), 'source.scheduler')
-            pipe.scheduler = cls.from_config(pipe.scheduler.config, **cfg)
-        pipe.to(device)
-        pipe.set_progress_bar_config(disable=True)
-        if self.compile:
-            denoiser = 'unet' if getattr(pipe, 'unet', None) is not None else 'transformer'
-            module = getattr(pipe, denoiser)
-            if not hasattr(module, '_orig_mod'):  # not compiled yet
-                setattr(pipe, denoiser, torch.compile(module))
-        self._device = device
-        self._ready = True
-
-    def generate(self, category, indices, prompts, seeds):
-        return self.generate_many([(category, indices, prompts, seeds)])[0]
-
-    def generate_many(self, requests):
-        """Generate the images of several requests in shared batches of ``batch_size``."""
-        flat = [(i, index, prompt, seed) for i, (_, indices, prompts, seeds) in enumerate(requests)
-                for index, prompt, seed in zip(indices, prompts, seeds)]
-        items = self._generate_flat([f[1] for f in flat], [f[2] for f in flat],
-                                    [f[3] for f in flat])
-        out = [[] for _ in requests]
-        for (i, *_), item in zip(flat, items):
-            out[i].append(item)
-        return out
-
-    def _generate_flat(self, indices, prompts, seeds) -> list[SourceItem]:
-        import torch
-        self.setup()
-        items = []
-        for start in range(0, len(indices), self.batch_size):
-            stop = start + self.batch_size
-            batch_prompts = list(prompts[start:stop])
-            batch_seeds = list(seeds[start:stop])
-            generators = [torch.Generator('cpu').manual_seed(int(s)) for s in batch_seeds]
-            kwargs = dict(self.call_kwargs)
-            if self.negative_prompt:
-                kwargs['negative_prompt'] = [self.negative_prompt] * len(batch_prompts)
-            if self.height is not None:
-                kwargs['height'] = self.height
-            if self.width is not None:
-                kwargs['width'] = self.width
-            with torch.inference_mode():
-                out = self.pipe(
-                    prompt=batch_prompts,
-                    num_inference_steps=self.num_inference_steps,
-                    guidance_scale=self.guidance_scale,
-                    generator=generators,
-                    output_type='np',
-                    **kwargs)
-            nsfw = getattr(out, 'nsfw_content_detected', None) or [False] * len(batch_prompts)
-            for i, (index, prompt,
-                    seed) in enumerate(zip(indices[start:stop], batch_prompts, batch_seeds)):
-                items.append(self._to_item(out.images[i], bool(nsfw[i]), index, prompt, seed))
-        return items
-
-    def _to_item(self, image: np.ndarray, nsfw: bool, index: int, prompt: str,
-                 seed: int) -> SourceItem:
-        item = SourceItem(index=index, prompt=prompt, seed=seed)
-        image = np.asarray(image, dtype=np.float32)
-        if not np.isfinite(image).all():
-            item.status = 'nan'
-            item.message = (f'the generator returned NaN/inf pixels (model {self.model!r}, '
-                            f'dtype {self.dtype}): try float32 or bfloat16, or another VAE')
-            return item
-        if nsfw:
-            item.status, item.message = 'black', 'the safety checker flagged the image'
-            return item
-        rgb = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        item.image = np.ascontiguousarray(rgb[..., ::-1])
-        return check_image(item, self.black_max)
-
-    def describe(self):
-        return dict(
-            type='DiffusersSource',
-            model=self.model,
-            dtype=self.dtype,
-            scheduler=self.scheduler,
-            num_inference_steps=self.num_inference_steps,
-            guidance_scale=self.guidance_scale,
-            negative_prompt=self.negative_prompt,
-            height=self.height,
-            width=self.width,
-            vae=self.vae,
-            safety_checker=self.safety_checker)
-
-
-def _diffusers_class(module, name: str, what: str):
-    cls = getattr(module, str(name), None)
-    if not isinstance(cls, type):
-        raise ValueError(f'{what}: diffusers has no class {name!r}')
-    return cls
-
-
-def _load(fn, path: str, what: str):
-    """Call a loader, turning its errors into one naming the setting and the path."""
-    try:
-        return fn()
-    except (OSError, ValueError) as e:
-        raise OSError(f'{what}: cannot load {path!r} ({type(e).__name__}: {e})') from e
 
 
 def build_source(cfg: dict) -> BaseSource:

@@ -9,6 +9,11 @@ workers send images back only when the main process does not hold them. When the
 a class whose chunks are all on this rank is done, the class is filtered and its bank part
 written by the workers while generation goes on. The log reports how long the main process
 generated, ran GPU models, and waited for the workers.
+
+On SIGTERM/SIGINT (:mod:`xpaste.builder.interrupt`) the stream submits nothing more, cancels the
+chunks not yet started, finishes those in the workers (their outputs are saved, the bank parts
+being written are committed and marked) and raises
+:class:`~xpaste.builder.interrupt.BuildInterrupted`.
 """
 import logging
 import time
@@ -19,8 +24,10 @@ from typing import TYPE_CHECKING, Iterator, Optional, Sequence
 
 from mmengine.logging import print_log
 
+from .interrupt import StopRequest
 from .jobs import ChunkJob, ChunkResult, MaskOutput, cpu_chunk_job, make_executor, write_class_job
 from .layout import STREAM_STAGES, Chunk
+from .progress import RankProgress, make_progress
 from .stages.generate import GenerateStage, generate_chunks
 from .stages.score import ScoreStage, clip_inputs
 from .stages.segment import SegmentStage, empty_masks, segment_and_save
@@ -83,7 +90,7 @@ class _Run:
 
     stats: StreamStats
     executor: Executor
-    bar: object
+    progress: RankProgress
     max_pending: int
     then: Sequence[str]
     local: set
@@ -100,10 +107,17 @@ class StreamScheduler:
         ctx (BuildContext): The build.
         filter_stage (FilterStage): Filters a class whose chunks are all done here.
         write_stage (WriteStage): Writes its bank part.
+        stop (StopRequest, optional): Set by SIGTERM/SIGINT (see the module docstring).
+            Defaults to a request of its own (never set).
     """
 
-    def __init__(self, ctx: 'BuildContext', filter_stage: 'FilterStage', write_stage: 'WriteStage'):
+    def __init__(self,
+                 ctx: 'BuildContext',
+                 filter_stage: 'FilterStage',
+                 write_stage: 'WriteStage',
+                 stop: Optional[StopRequest] = None):
         self.ctx = ctx
+        self.stop = StopRequest() if stop is None else stop
         self.generate = GenerateStage(ctx, self)
         self.segment = SegmentStage(ctx, self)
         self.score = ScoreStage(ctx, self)
@@ -126,6 +140,9 @@ class StreamScheduler:
 
         Returns:
             dict: :class:`StreamStats` as a dict.
+
+        Raises:
+            BuildInterrupted: SIGTERM/SIGINT, after the chunks in flight were finished.
         """
         ctx = self.ctx
         stages = list(stages)
@@ -148,7 +165,7 @@ class StreamScheduler:
         run = _Run(
             stats=stats,
             executor=make_executor(workers),
-            bar=ctx.bar(sum(len(t.chunk) for t in todo), '/'.join(stages)),
+            progress=make_progress(ctx, '/'.join(stages), sum(len(t.chunk) for t in todo)),
             max_pending=workers['max_pending'] or 2 * max(1, int(workers['num_workers'] or 0)),
             then=then,
             local=local,
@@ -156,6 +173,10 @@ class StreamScheduler:
         start = time.perf_counter()
         try:
             for group in self._groups(todo):
+                if self.stop.stopping(f'{len(run.pending)} chunks in flight'):
+                    # chunks the workers have not started are dropped; the others finish
+                    run.pending = deque(p for p in run.pending if not p.future.cancel())
+                    break
                 self._submit(group, run)
                 self._drain(run, until=run.max_pending)
             self._drain(run, until=1)
@@ -165,8 +186,11 @@ class StreamScheduler:
                 inflight.future.cancel()
             raise
         finally:
-            run.bar.close()
+            run.progress.close()
             run.executor.shutdown(wait=True, cancel_futures=True)
+        self.stop.check(
+            '/'.join(stages), f'{stats.chunks} chunks and {stats.classes_written} bank parts '
+            'done now')
         stats.seconds = time.perf_counter() - start
         self._log(stages, stats)
         return asdict(stats)
@@ -298,10 +322,10 @@ class StreamScheduler:
         for status in result.status:
             if status != 'ok':
                 stats.bad[status] = stats.bad.get(status, 0) + 1
-        run.bar.update(result.num_images)
+        run.progress.update(result.num_images)
         cat = todo.chunk.cat
         run.remaining[cat] -= 1
-        if run.remaining[cat] == 0 and cat in run.local:
+        if run.remaining[cat] == 0 and cat in run.local and not self.stop.requested:
             t0 = time.perf_counter()
             self.filter.filter_class(cat)
             if 'write' in run.then:
@@ -325,10 +349,11 @@ class StreamScheduler:
             self.score.score_chunk(chunk, result.status, result.whole, cuts, empty)
 
     def _collect_writes(self, run: _Run) -> None:
-        """Wait for the bank parts written on the way and mark them done."""
+        """Wait for the bank parts written on the way (each job marks its class done as soon
+        as its part is committed)."""
         t0 = time.perf_counter()
-        for cat, future in run.writes:
-            self.write.mark(cat, future.result())
+        for _, future in run.writes:
+            future.result()
         run.stats.wait_s += time.perf_counter() - t0
         run.stats.classes_written = len(run.writes)
 

@@ -125,7 +125,7 @@ def run_benchmark(arch: str = 'sd15',
     """
     import torch
     from .random_models import build_sd_pipeline, build_tiny_vae
-    from xpaste.builder.sources import DiffusersSource
+    from xpaste.builder.diffusers_source import DiffusersSource
     if arch not in ARCH_DEFAULTS:
         raise ValueError(f'arch must be one of {sorted(ARCH_DEFAULTS)}, got {arch!r}')
     if vae not in ('full', 'tiny'):

@@ -9,7 +9,10 @@ exactly as a real build does:
   from the vocabulary open_clip ships, identical to Stable Diffusion's tokenizer.
 - :func:`build_sd_pipeline`: a ``StableDiffusionPipeline`` with SD 1.5's architecture
   (``arch='sd15'``) or a tiny one (``arch='tiny'``).
-- :func:`register_tiny_open_clip`: a tiny open_clip model config.
+- :func:`register_tiny_open_clip`: a tiny open_clip model config;
+  :func:`save_tiny_open_clip` (a checkpoint file), :func:`save_tiny_open_clip_dir` (a
+  ``local-dir:`` folder).
+- :func:`save_sd_single_file`: a pipeline as one original-layout ``.safetensors``/``.ckpt``.
 - :func:`save_tiny_sam`: a tiny segment-anything model and its checkpoint.
 - :func:`save_tiny_clipseg`: a tiny CLIPSeg model and processor.
 """
@@ -228,6 +231,30 @@ def save_tiny_open_clip(path: str, seed: int = 0) -> str:
     return path
 
 
+def save_tiny_open_clip_dir(out_dir: str, seed: int = 0, safetensors: bool = True) -> str:
+    """Save the tiny open_clip model as a folder open_clip loads as ``'local-dir:<out_dir>'``
+    (``open_clip_config.json`` with ``model_cfg``/``preprocess_cfg``, and
+    ``open_clip_model.safetensors`` or ``open_clip_pytorch_model.bin``); same weights as
+    :func:`save_tiny_open_clip` with the same seed. Returns ``out_dir``."""
+    import open_clip
+    import torch
+    name = register_tiny_open_clip()
+    torch.manual_seed(seed)
+    model = open_clip.create_model(name, pretrained=None)
+    os.makedirs(out_dir, exist_ok=True)
+    config = dict(
+        model_cfg=TINY_OPEN_CLIP_CFG,
+        preprocess_cfg=dict(mean=list(model.visual.image_mean), std=list(model.visual.image_std)))
+    with open(osp.join(out_dir, 'open_clip_config.json'), 'w') as f:
+        json.dump(config, f)
+    if safetensors:
+        from safetensors.torch import save_file
+        save_file(model.state_dict(), osp.join(out_dir, 'open_clip_model.safetensors'))
+    else:
+        torch.save(model.state_dict(), osp.join(out_dir, 'open_clip_pytorch_model.bin'))
+    return out_dir
+
+
 def build_tiny_sam(checkpoint: Optional[str] = None):
     """A tiny segment-anything model (64 px input); loads ``checkpoint`` when given."""
     from functools import partial
@@ -314,3 +341,166 @@ def save_tiny_clipseg(out_dir: str, seed: int = 0) -> str:
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     return out_dir
+
+
+# --------------------------------------------------------------------------------------------
+# single-file (original Stable Diffusion / LDM layout) checkpoints
+# --------------------------------------------------------------------------------------------
+_UNET_RESNET_LDM = (('norm1', 'in_layers.0'), ('conv1', 'in_layers.2'), ('norm2', 'out_layers.0'),
+                    ('conv2', 'out_layers.3'), ('time_emb_proj', 'emb_layers.1'),
+                    ('conv_shortcut', 'skip_connection'))
+_VAE_ATTN_LDM = (
+    ('group_norm', 'norm'),
+    ('to_q', 'q'),
+    ('to_k', 'k'),
+    ('to_v', 'v'),
+    ('to_out.0', 'proj_out'),
+)
+
+
+def _rename(key: str, table) -> str:
+    head, _, leaf = key.rpartition('.')  # keep 'weight'/'bias'
+    for new, old in table:
+        if head == new or head.startswith(new + '.'):
+            head = old + head[len(new):]
+            break
+    return f'{head}.{leaf}'
+
+
+def _unet_key_to_ldm(key: str, layers_per_block: int, up_attention: set) -> str:
+    """One diffusers ``UNet2DConditionModel`` key in the original (LDM) layout: the inverse of
+    the mapping of diffusers' ``convert_ldm_unet_checkpoint``."""
+    step = layers_per_block + 1
+    fixed = {
+        'time_embedding.linear_1': 'time_embed.0',
+        'time_embedding.linear_2': 'time_embed.2',
+        'conv_in': 'input_blocks.0.0',
+        'conv_norm_out': 'out.0',
+        'conv_out': 'out.2'
+    }
+    head, _, leaf = key.rpartition('.')
+    if head in fixed:
+        return f'{fixed[head]}.{leaf}'
+    parts = key.split('.')
+    if parts[0] == 'mid_block':
+        kind, idx, rest = parts[1], int(parts[2]), '.'.join(parts[3:])
+        if kind == 'resnets':
+            return f'middle_block.{2 * idx}.' + _rename(rest, _UNET_RESNET_LDM)
+        return f'middle_block.1.{rest}'
+    block, kind, idx, rest = int(parts[1]), parts[2], int(parts[3]), '.'.join(parts[4:])
+    if parts[0] == 'down_blocks':
+        if kind == 'downsamplers':  # 'conv.weight' -> 'op.weight'
+            return f'input_blocks.{1 + block * step + layers_per_block}.0.op.{parts[-1]}'
+        prefix = f'input_blocks.{1 + block * step + idx}'
+    elif parts[0] == 'up_blocks':
+        if kind == 'upsamplers':
+            slot = 2 if block in up_attention else 1
+            return f'output_blocks.{block * step + layers_per_block}.{slot}.{rest}'
+        prefix = f'output_blocks.{block * step + idx}'
+    else:
+        raise ValueError(f'no original-layout name for UNet key {key!r}')
+    if kind == 'resnets':
+        return f'{prefix}.0.' + _rename(rest, _UNET_RESNET_LDM)
+    return f'{prefix}.1.{rest}'
+
+
+def _vae_key_to_ldm(key: str, num_up: int) -> str:
+    """One diffusers ``AutoencoderKL`` key in the original layout (inverse of diffusers'
+    ``convert_ldm_vae_checkpoint``)."""
+    parts = key.split('.')
+    if parts[0] not in ('encoder', 'decoder'):
+        return key  # quant_conv, post_quant_conv
+    side, rest = parts[0], parts[1:]
+    if rest[0] == 'conv_norm_out':
+        return f'{side}.norm_out.{rest[1]}'
+    if rest[0] in ('conv_in', 'conv_out'):
+        return key
+    if rest[0] == 'mid_block':
+        kind, idx, tail = rest[1], int(rest[2]), '.'.join(rest[3:])
+        if kind == 'resnets':
+            return f'{side}.mid.block_{idx + 1}.' + tail.replace('conv_shortcut', 'nin_shortcut')
+        return f'{side}.mid.attn_1.' + _rename(tail, _VAE_ATTN_LDM)
+    block, kind, tail = int(rest[1]), rest[2], '.'.join(rest[3:])
+    name = 'down' if rest[0] == 'down_blocks' else 'up'
+    ldm_block = block if name == 'down' else num_up - 1 - block
+    if kind == 'resnets':
+        return f'{side}.{name}.{ldm_block}.block.' + tail.replace('conv_shortcut', 'nin_shortcut')
+    sampler = 'downsample' if name == 'down' else 'upsample'
+    return f'{side}.{name}.{ldm_block}.{sampler}.' + tail.split('.', 1)[1]  # drop the '0.'
+
+
+def sd_single_file_state_dict(pipe) -> dict:
+    """The weights of an SD 1.x ``StableDiffusionPipeline`` as one state dict in the original
+    Stable Diffusion (LDM) layout, as ``.ckpt``/``.safetensors`` checkpoints are distributed:
+    ``model.diffusion_model.*`` (UNet), ``first_stage_model.*`` (VAE, attention projections as
+    1x1 convolutions), ``cond_stage_model.transformer.*`` (CLIP text encoder).
+
+    The layout is checked by converting it back with diffusers' own single-file converters.
+    """
+    from diffusers.loaders.single_file_utils import (convert_ldm_unet_checkpoint,
+                                                     convert_ldm_vae_checkpoint)
+    unet_cfg, vae_cfg = dict(pipe.unet.config), dict(pipe.vae.config)
+    up_attention = {
+        i
+        for i, block in enumerate(pipe.unet.up_blocks) if getattr(block, 'attentions', None)
+    }
+    out = {}
+    unet_sd = pipe.unet.state_dict()
+    for key, value in unet_sd.items():
+        out['model.diffusion_model.' +
+            _unet_key_to_ldm(key, unet_cfg['layers_per_block'], up_attention)] = value.contiguous()
+    vae_sd = pipe.vae.state_dict()
+    for key, value in vae_sd.items():
+        ldm = _vae_key_to_ldm(key, len(vae_cfg['up_block_types']))
+        if '.mid.attn_1.' in ldm and ldm.endswith('.weight') and value.ndim == 2:
+            value = value[:, :, None, None]
+        out['first_stage_model.' + ldm] = value.contiguous()
+    for key, value in pipe.text_encoder.state_dict().items():
+        # original checkpoints keep transformers' older 'text_model.' wrapper in the names
+        key = key if key.startswith('text_model.') else 'text_model.' + key
+        out['cond_stage_model.transformer.' + key] = value.contiguous()
+    # round trip through diffusers' converters: every key comes back under its own name
+    for converted, original in (
+        (convert_ldm_unet_checkpoint(out, unet_cfg), unet_sd),
+        (convert_ldm_vae_checkpoint(out, vae_cfg), vae_sd),
+    ):
+        if set(converted) != set(original):
+            raise RuntimeError('original-layout conversion lost keys: '
+                               f'{sorted(set(original) ^ set(converted))[:5]}')
+    return out
+
+
+def save_sd_single_file(path: str,
+                        arch: str = 'tiny',
+                        seed: int = 0,
+                        config_dir: Optional[str] = None):
+    """Save a random :func:`build_sd_pipeline` as one original-layout checkpoint file.
+
+    Args:
+        path (str): ``.safetensors`` (safetensors) or ``.ckpt`` (``torch.save`` of
+            ``{'state_dict': ...}``, as original checkpoints are).
+        arch (str): See :func:`build_sd_pipeline`. Defaults to ``'tiny'``.
+        seed (int): Seed of the random weights. Defaults to 0.
+        config_dir (str, optional): Also write the pipeline's diffusers configs, without any
+            weights (``model_index.json``, component configs, tokenizer, scheduler): what
+            ``from_single_file(config=...)`` reads to load the file offline. Defaults to None.
+
+    Returns:
+        StableDiffusionPipeline: The pipeline whose weights were saved.
+    """
+    import torch
+    pipe = build_sd_pipeline(arch, seed)
+    state = sd_single_file_state_dict(pipe)
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    if path.endswith('.safetensors'):
+        from safetensors.torch import save_file
+        save_file(state, path)
+    else:
+        torch.save({'state_dict': state}, path)
+    if config_dir is not None:
+        pipe.save_config(config_dir)
+        for name in ('unet', 'vae', 'scheduler'):
+            getattr(pipe, name).save_config(osp.join(config_dir, name))
+        pipe.text_encoder.config.save_pretrained(osp.join(config_dir, 'text_encoder'))
+        pipe.tokenizer.save_pretrained(osp.join(config_dir, 'tokenizer'))
+    return pipe

@@ -1,6 +1,7 @@
 """The :class:`Stage` protocol and the two kinds of stages: per chunk and per class."""
 from typing import TYPE_CHECKING, Optional, Protocol
 
+from ..interrupt import StopRequest
 from ..layout import Unit
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ class Stage(Protocol):
         """The output file of ``unit`` (``part``: the segmenter, for ``segment``)."""
 
     def done(self, unit: Unit, part: Optional[str] = None) -> bool:
-        """Whether ``unit``'s output exists with the current fingerprint."""
+        """Whether ``unit``'s output is whole and has the current fingerprint."""
 
     def run(self) -> dict:
         """Run the stage on this rank's units, skipping done ones; returns a summary."""
@@ -32,19 +33,38 @@ class Stage(Protocol):
 
 class BaseStage:
     """Output files and done checks of a stage, from the build's layout
-    (:data:`~xpaste.builder.layout.OUTPUTS`)."""
+    (:data:`~xpaste.builder.layout.OUTPUTS`).
+
+    Args:
+        ctx (BuildContext): The build.
+        stop (StopRequest, optional): Set by SIGTERM/SIGINT; the stage then finishes the units
+            in flight and raises :class:`~xpaste.builder.interrupt.BuildInterrupted`.
+            Defaults to a request of its own (never set).
+    """
 
     name = ''
     unit = ''
 
-    def __init__(self, ctx: 'BuildContext'):
+    def __init__(self, ctx: 'BuildContext', stop: Optional[StopRequest] = None):
         self.ctx = ctx
+        self.stop = StopRequest() if stop is None else stop
 
     def path(self, unit: Unit, part: Optional[str] = None) -> str:
         return self.ctx.layout.path(self.name, unit, part)
 
     def done(self, unit: Unit, part: Optional[str] = None) -> bool:
         return self.ctx.layout.done(self.name, unit, part)
+
+    def wait(self, items: list, check, what: str, name) -> None:
+        """Wait for other ranks' outputs (:meth:`BuildContext.wait`); a stop request
+        (SIGTERM/SIGINT) ends the wait with :class:`~xpaste.builder.interrupt.BuildInterrupted`.
+        """
+
+        def check_or_stop(item) -> bool:
+            self.stop.check(self.name, f'while waiting for {what} of other ranks')
+            return check(item)
+
+        self.ctx.wait(items, check_or_stop, what=what, name=name)
 
 
 class ChunkStage(BaseStage):
@@ -60,7 +80,7 @@ class ChunkStage(BaseStage):
     unit = 'chunk'
 
     def __init__(self, ctx: 'BuildContext', stream: 'StreamScheduler'):
-        super().__init__(ctx)
+        super().__init__(ctx, stream.stop)
         self.stream = stream
 
     def run(self) -> dict:

@@ -3,9 +3,11 @@
 Output per class: ``filter/<class>.json`` with ``threshold``, ``class_max``, ``dedup``,
 ``counts`` per reason and, per image, its ``generate`` record plus ``chunk``, ``pos``,
 ``segmenter`` (the best cut-out's), ``area``, ``component``, ``clip_score``, ``image_score`` and
-``reason`` (``''`` = kept). It reads the saved outputs of ``generate``, ``segment`` (scalars only,
-no masks) and ``score``, so ``--stage filter --cfg-options filter.min_clip=20`` reruns in
-seconds.
+``reason`` (``''`` = kept). With ``filter.real_similarity``, also ``real`` (the class's number of
+real instances and threshold) and, per image, ``real_score`` (mean CLIP similarity to the real
+instances, :mod:`~xpaste.builder.real_instances`). It reads the saved outputs of ``generate``,
+``segment`` (scalars only, no masks) and ``score``, so ``--stage filter --cfg-options
+filter.min_clip=20`` reruns in seconds.
 """
 from typing import Optional, Sequence
 
@@ -33,7 +35,8 @@ class FilterStage(ClassStage):
         cats, todo = self.todo()
         self.wait_chunks(todo)
         counts = {r: 0 for r in (*DROP_REASONS, 'kept')}
-        for cat in todo:
+        for i, cat in enumerate(todo):
+            self.stop.check(self.name, f'{i} of {len(todo)} classes filtered now')
             for k, v in self.filter_class(cat).items():
                 counts[k] += v
         dropped = ', '.join(f'{k} {v}' for k, v in counts.items() if v and k != 'kept')
@@ -61,7 +64,7 @@ class FilterStage(ClassStage):
             what = {'generate': 'gen', 'score': 'score'}.get(stage, part)
             return f'{what} output of {layout.keys[chunk.cat]}/{chunk.name}'
 
-        self.ctx.wait(
+        self.wait(
             needed,
             lambda item: layout.done(*item),
             what='chunk outputs needed by the filter stage',
@@ -96,6 +99,7 @@ class FilterStage(ClassStage):
                         width=item['width'],
                         prompt=item['prompt'],
                         seed=item['seed'],
+                        generator=item.get('generator', ''),
                         segmenter=names[best] if best >= 0 else ''))
                 area.append(float(segs[j]['area'][pos]) if best >= 0 else 0.0)
                 comp.append(float(segs[j]['component'][pos]) if best >= 0 else 0.0)
@@ -119,9 +123,10 @@ class FilterStage(ClassStage):
     def filter_class(self, cat: int) -> dict:
         """Filter the cut-outs of class ``cat`` and save the decisions; returns the counts."""
         table = self.class_table(cat)
+        real, real_score, real_threshold = self.real_scores(cat, table['embedding'])
         result = self.ctx.filter([r['status'] for r in table['rows']], table['area'],
                                  table['component'], table['clip_score'], table['phash'],
-                                 table['embedding'])
+                                 table['embedding'], real_score, real_threshold)
         rows = []
         for i, row in enumerate(table['rows']):
             rows.append(
@@ -131,7 +136,8 @@ class FilterStage(ClassStage):
                     component=float(table['component'][i]),
                     clip_score=_nan_to_none(table['clip_score'][i]),
                     image_score=_nan_to_none(table['image_score'][i]),
-                    reason=result['reason'][i]))
+                    reason=result['reason'][i],
+                    **({} if real is None else dict(real_score=_nan_to_none(real_score[i])))))
         atomic_write_json(
             self.path(cat),
             to_builtin(
@@ -142,5 +148,20 @@ class FilterStage(ClassStage):
                     class_max=result['class_max'],
                     dedup=result['dedup'],
                     counts=result['counts'],
+                    **({} if real is None else dict(real=real)),
                     items=rows)))
         return result['counts']
+
+    def real_scores(self, cat: int, embedding) -> tuple:
+        """``(summary, scores, threshold)`` of the filter by similarity to real instances for
+        class ``cat`` (:mod:`~xpaste.builder.real_instances`): the summary recorded in the
+        filter output, the cut-outs' mean similarity to the real instances and the class's
+        threshold (None: the class is filtered by the text score alone); ``(None, None,
+        None)`` when the filter is off."""
+        ctx = self.ctx
+        if ctx.real is None or embedding is None:
+            return None, None, None
+        stats = ctx.real.class_stats(cat, ctx.scorer)
+        threshold = ctx.filter.real_similarity.class_threshold(stats.count, stats.scores)
+        summary = dict(count=stats.count, threshold=threshold)
+        return summary, stats.score(embedding), threshold

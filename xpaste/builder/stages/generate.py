@@ -1,7 +1,8 @@
 """The ``generate`` stage: images of every class, from the source.
 
 Output per chunk: ``gen/<class>/cNNNNN.json`` (one record per image: ``index``, ``status``,
-``message``, ``prompt``, ``seed``, ``file``, ``height``, ``width``) and the generated images in
+``message``, ``prompt``, ``seed``, ``file``, ``height``, ``width``, ``generator``: which entry of a
+composite source made it, '' otherwise) and the generated images in
 ``images/<class>/NNNNNN.<fmt>`` (folder images are read where they are). A GPU source generates
 in the main process, filling its batches across chunks; a CPU source generates in the worker
 that handles the chunk (:mod:`xpaste.builder.jobs`).
@@ -94,7 +95,8 @@ def save_generated(items: list[SourceItem], work_dir: str, cat_key: str, image_f
             seed=item.seed,
             file=None,
             height=0,
-            width=0)
+            width=0,
+            generator=item.generator)
         if item.status == 'ok':
             rec['height'], rec['width'] = item.image.shape[:2]
             if item.file is None:

@@ -28,7 +28,8 @@ class ReportStage(ClassStage):
         cats, todo = self.todo()
         self.require_filtered(todo)
         start = time.perf_counter()
-        for cat in todo:
+        for i, cat in enumerate(todo):
+            self.stop.check(self.name, f'{i} of {len(todo)} class pages written now')
             write_class_report(
                 layout.report_dir,
                 layout.keys[cat],
@@ -39,7 +40,7 @@ class ReportStage(ClassStage):
                 fp=layout.fps.of(self.name, cat))
         if ctx.rank == 0:
             cats_all = list(range(len(ctx.categories)))
-            ctx.wait(cats_all, self.done, what='class reports', name=lambda c: repr(self.path(c)))
+            self.wait(cats_all, self.done, what='class reports', name=lambda c: repr(self.path(c)))
             index = write_index(
                 layout.report_dir, [read_json(self.path(c)) for c in cats_all],
                 ctx.cfg['report'],
