@@ -337,6 +337,8 @@ def _lvis_rows(name) -> dict:
         _lvis(name, 'xpaste-retrieved-'): Reference(xpaste, ('paste[0].bank.root',)),
         # two copies of the step, half the pastes each, the second on the retrieved bank
         _lvis(name, 'xpaste-both-'): Reference(xpaste, TWO_BANKS, step_map=(0, 0)),
+        # Copy-Paste from another image (not an X-Paste step) plus the shared step, unchanged
+        _lvis(name, 'scp-xpaste-'): Reference(_lvis(name, 'scp-'), steps_from=LVIS_STEP),
     }
 
 

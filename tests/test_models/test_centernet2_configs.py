@@ -91,6 +91,40 @@ def _strip_scp(cfg):
     return out
 
 
+def _innermost(dataset):
+    """The dataset a chain of dataset wrappers ends with."""
+    while 'dataset' in dataset:
+        dataset = dataset['dataset']
+    return dataset
+
+
+def _unwrap_mix(cfg):
+    """A row that wraps its baseline's training set in a MultiImageMixDataset for the copy-paste
+    (the LVIS Mask R-CNN / Cascade rows), as its baseline would read: the mix wrapper removed, its
+    pipeline appended to the innermost dataset's, ``load_pipeline`` put back in front of
+    ``pre_paste`` and the copy-paste module dropped from ``custom_imports``."""
+    out = copy.deepcopy(cfg)
+    mix = out['train_dataloader']['dataset']
+    assert mix['type'] == 'MultiImageMixDataset'
+    assert set(mix) == {'type', 'dataset', 'pipeline'}, f'mix wrapper with more keys: {set(mix)}'
+    innermost = _innermost(mix['dataset'])
+    innermost['pipeline'] = innermost['pipeline'] + mix['pipeline']
+    out['train_dataloader']['dataset'] = mix['dataset']
+    out['pre_paste'] = out.pop('load_pipeline') + out['pre_paste']
+    imports = out['custom_imports']['imports']
+    imports[:] = [m for m in imports if m != 'xpaste.datasets.copy_paste']
+    return out
+
+
+def _strip_scp_lvis(cfg):
+    out = {k: copy.deepcopy(v) for k, v in cfg.to_dict().items() if k not in HELPERS}
+    if out['train_dataloader']['dataset']['type'] == 'MultiImageMixDataset':
+        out = _unwrap_mix(out)
+    innermost = _innermost(out['train_dataloader']['dataset'])
+    innermost['pipeline'] = [s for s in innermost['pipeline'] if s['type'] not in SCP_TYPES]
+    return out
+
+
 def _diff(a, b, path=''):
     if isinstance(a, dict) and isinstance(b, dict):
         return [d for k in set(a) | set(b)
@@ -105,19 +139,57 @@ SCP_ROWS = sorted(p for p in glob.glob(osp.join(ROOT, 'configs', 'xpaste', '*', 
                   if '-xpaste' not in osp.basename(p))
 
 
+# the Mask R-CNN / Cascade LVIS rows: their baselines have no MultiImageMixDataset
+LVIS_SCP_ROWS = [p for p in SCP_ROWS if osp.basename(osp.dirname(p)) == 'lvis']
+
+
+def _strip_for(path):
+    return _strip_scp_lvis if path in LVIS_SCP_ROWS else _strip_scp
+
+
 @pytest.mark.parametrize('path', SCP_ROWS, ids=osp.basename)
 def test_copy_paste_rows_differ_from_their_baseline_only_by_the_copy_paste_step(path):
     baseline = path.replace('-scp-', '-')
     row, base = _load(path), _load(baseline)
     assert _types(row.train_dataloader.dataset.pipeline) == [
         'RandomFlip', 'CopyPasteAnySize', 'PackDetInputs']
-    assert _diff(_strip_scp(row), _strip_scp(base)) == []
+    strip = _strip_for(path)
+    assert _diff(strip(row), strip(base)) == []
 
 
 def test_copy_paste_check_can_fail():
     row = _load(SCP_ROWS[0])
     row.train_dataloader.dataset.dataset.pipeline[2]['ratio_range'] = (0.5, 1.5)
     assert _diff(_strip_scp(row), _strip_scp(_load(SCP_ROWS[0].replace('-scp-', '-'))))
+
+
+def test_lvis_copy_paste_check_can_fail():
+    path = LVIS_SCP_ROWS[0]
+    base = _strip_scp_lvis(_load(path.replace('-scp-', '-')))
+    row = _load(path)
+    resize = next(s for s in row.load_pipeline if s['type'] == 'RandomChoiceResize')
+    resize['scales'] = [(1333, 800)]
+    assert _diff(_strip_scp_lvis(row), base)
+    row = _load(path)  # repeat-factor sampling dropped
+    row.train_dataloader.dataset.dataset = row.train_dataloader.dataset.dataset.dataset
+    assert _diff(_strip_scp_lvis(row), base)
+
+
+@pytest.mark.parametrize('path', LVIS_SCP_ROWS, ids=osp.basename)
+def test_lvis_copy_paste_rows_keep_repeat_factor_sampling(path):
+    mix = _load(path).train_dataloader.dataset
+    assert mix.type == 'MultiImageMixDataset'
+    assert mix.dataset.type == 'ClassBalancedDataset' and mix.dataset.oversample_thr == 1e-3
+    assert _types(mix.dataset.dataset.pipeline) == [
+        'LoadImageFromFile', 'LoadAnnotations', 'RandomChoiceResize']
+
+
+def test_lvis_has_copy_paste_rows():
+    names = {osp.basename(p) for p in glob.glob(osp.join(ROOT, 'configs', 'xpaste', 'lvis',
+                                                         '*.py'))}
+    for det in ('mask-rcnn', 'cascade-mask-rcnn'):
+        for row in ('scp-', 'scp-xpaste-'):
+            assert f'{det}_r50_fpn_8xb2-sample1e-3-ms-{row}2x_lvis-v1.py' in names
 
 
 def test_there_are_all_rows():
