@@ -3,22 +3,12 @@ import json
 import os
 import os.path as osp
 
-import cv2
 import numpy as np
 import pytest
 
+from bank_helpers import CATS, crop
 from xpaste.bank import (BankReader, BankWriter, bank_is_intact, check_bank, finalize_bank,
                          read_manifest, repair_bank)
-
-CATS = [{'id': 1, 'name': 'apple'}, {'id': 7, 'name': 'banana'}, {'id': 9, 'name': 'cherry'}]
-
-
-def crop(rng, h, w):
-    img = rng.integers(0, 256, (h, w, 4), dtype=np.uint8)
-    alpha = np.zeros((h, w), np.uint8)
-    cv2.ellipse(alpha, (w // 2, h // 2), (w // 2 - 2, h // 2 - 2), 0, 0, 360, 255, -1)
-    img[..., 3] = alpha
-    return img
 
 
 @pytest.fixture

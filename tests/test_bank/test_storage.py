@@ -8,11 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
+from bank_helpers import CATS
 from xpaste.bank import (INDEX_COLUMNS, SCHEMA_VERSION, BankReader, BankWriter, commit_part,
                          decode_bgra, empty_index, encode_bgra, finalize_bank, index_nbytes,
                          list_parts, read_manifest, resize_bgra, safe_join)
-
-CATS = [{'id': 1, 'name': 'apple'}, {'id': 7, 'name': 'banana'}, {'id': 9, 'name': 'cherry'}]
 
 
 def make_bgra(rng, h=40, w=30, pad=4):

@@ -11,23 +11,14 @@ import time
 import warnings
 import zipfile
 
-import cv2
 import numpy as np
 import pytest
 
+from bank_helpers import CATS, crop
 from xpaste.bank import (BankReader, BankWriter, check_bank, drop_part, finalize_bank,
                          list_parts, prune_versions, read_manifest)
 
-CATS = [{'id': 1, 'name': 'apple'}, {'id': 7, 'name': 'banana'}, {'id': 9, 'name': 'cherry'}]
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-
-def crop(rng, h, w):
-    img = rng.integers(0, 256, (h, w, 4), dtype=np.uint8)
-    alpha = np.zeros((h, w), np.uint8)
-    cv2.ellipse(alpha, (w // 2, h // 2), (w // 2 - 2, h // 2 - 2), 0, 0, 360, 255, -1)
-    img[..., 3] = alpha
-    return img
 
 
 def write_part(root, part, n, seed=0, mode='x', image_format='png', shard_bytes=1500, **kw):

@@ -56,7 +56,7 @@ def test_cap_and_seeded_order():
 
 
 @pytest.mark.parametrize('kwargs, match', [
-    (dict(max_prompts=0), 'max_prompts must be None or an int >= 1, got 0'),
+    (dict(max_prompts=0), r'prompts.max_prompts must lie in \[1, inf\), got 0'),
     (dict(order='random'), r"order must be one of \('product', 'shuffle'\), got 'random'"),
     (dict(prompt_file_mode='append'), "prompt_file_mode must be one of"),
 ])

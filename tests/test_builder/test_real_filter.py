@@ -20,7 +20,7 @@ PREFIX = dict(img_prefix='.')
     (dict(PREFIX, min_cosine=0.5, percentile=5), 'exactly one'),
     (dict(PREFIX, min_cosine=1.5), r'min_cosine must be in \[-1, 1\], got 1.5'),
     (dict(PREFIX, percentile=101), r'percentile must be in \[0, 100\], got 101'),
-    (dict(PREFIX, min_cosine=0.5, max_per_class=0), 'max_per_class must be an int >= 1, got 0'),
+    (dict(PREFIX, min_cosine=0.5, max_per_class=0), r'real_similarity.max_per_class must lie in \[1, inf\), got 0'),
     (dict(min_cosine=0.5), 'img_prefix must name the folder'),
     (dict(PREFIX, min_cosine=0.5, threshold=1), r"unknown keys \['threshold'\]"),
     ('on', 'must be None or a dict'),

@@ -198,7 +198,7 @@ def test_killed_rewrite_leaves_the_live_bank_intact(toy_json, tmp_path):  # noqa
 
 
 def test_keep_versions_is_checked_before_any_work(toy_json, tmp_path):  # noqa: F811
-    with pytest.raises(ValueError, match='write.keep_versions must be an int >= 0 or None, '
+    with pytest.raises(ValueError, match=r'write.keep_versions must lie in \[0, inf\), '
                        'got -1'):
         BankBuilder(make_cfg(tmp_path, toy_json, write=dict(keep_versions=-1)))
 

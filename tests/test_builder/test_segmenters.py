@@ -36,9 +36,9 @@ def test_classical_segmenter_is_deterministic_and_empty_on_blank():
 
 
 def test_classical_segmenter_validates():
-    with pytest.raises(ValueError, match='work_side must be an int >= 32, got 8'):
+    with pytest.raises(ValueError, match=r'work_side must lie in \[32, inf\), got 8'):
         ClassicalSegmenter(work_side=8)
-    with pytest.raises(ValueError, match=r'border must be in \(0, 0.5\), got 0.7'):
+    with pytest.raises(ValueError, match=r'border must lie in \(0, 0.5\), got 0.7'):
         ClassicalSegmenter(border=0.7)
     with pytest.raises(ValueError, match="got 'a b'"):
         ClassicalSegmenter(name='a b')

@@ -85,7 +85,7 @@ def test_sam_prompt_mode_is_described_only_when_not_the_box():
     assert bg.describe()['border_points'] == 8
     with pytest.raises(ValueError, match=r"prompt_mode must be one of \('box', 'border_points'\)"):
         SAMSegmenter(checkpoint='x.pth', prompt_mode='points')
-    with pytest.raises(ValueError, match='border_points must be an int >= 4, got 2'):
+    with pytest.raises(ValueError, match=r'border_points must lie in \[4, inf\), got 2'):
         SAMSegmenter(checkpoint='x.pth', border_points=2)
     with pytest.raises(ValueError, match='background_index must be 0, 1 or 2, got 3'):
         SAMSegmenter(checkpoint='x.pth', background_index=3)

@@ -32,7 +32,7 @@ def test_toy_source():
     assert not np.array_equal(a[0].image, a[1].image)
     with pytest.raises(ValueError, match="'zebra' is not a toy category"):
         source.check_categories([{'id': 1, 'name': 'zebra'}])
-    with pytest.raises(ValueError, match='size must be an int >= 16, got 4'):
+    with pytest.raises(ValueError, match=r'ToySource.size must lie in \[16, inf\), got 4'):
         ToySource(size=4)
 
 

@@ -47,6 +47,10 @@ def test_accepted_values_are_converted():
     (lambda: check_choice('mode', 'x', ('a', 'b')), r"mode must be one of \('a', 'b'\), got 'x'"),
     (lambda: check_choice('mode', ['a'], {'a'}), r"got \['a'\]"),
     (lambda: check_non_empty_str('key', ''), "key must be a non-empty string, got ''"),
+    (lambda: check_number('n', 0, 1, integer=True, hint='use 1'),
+     r'n must lie in \[1, inf\), got 0; use 1$'),
+    (lambda: check_number('n', 'a', integer=True, hint='use 1'), "n must be an int, got 'a'; use 1$"),
+    (lambda: check_choice('mode', 'x', ('a', 'b'), hint='see the docs'), "got 'x'; see the docs$"),
 ])
 def test_rejected_values_raise_value_error_with_name_and_value(call, match):
     with pytest.raises(ValueError, match=match):

@@ -2,6 +2,7 @@
 import cv2
 import numpy as np
 
+from xpaste.utils.checks import check_choice
 from .schema import UINT16_MAX
 
 #: Supported encodings of the stored crops and their OpenCV extension.
@@ -15,10 +16,7 @@ PNG_COMPRESSION = 3
 
 def check_image_format(image_format: str) -> str:
     """Return ``image_format`` if it is one of :data:`IMAGE_FORMATS`, else raise ``ValueError``."""
-    if image_format not in IMAGE_FORMATS:
-        raise ValueError(f'image_format must be one of {sorted(IMAGE_FORMATS)}, '
-                         f'got {image_format!r}')
-    return image_format
+    return check_choice('image_format', image_format, sorted(IMAGE_FORMATS))
 
 
 def encode_bgra(bgra: np.ndarray, image_format: str = DEFAULT_IMAGE_FORMAT,

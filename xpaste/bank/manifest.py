@@ -13,6 +13,7 @@ from importlib import metadata
 
 import numpy as np
 
+from xpaste.utils.checks import check_number
 from .schema import (BANK_FORMAT, INDEX_COLUMNS, INDEX_DIR, MANIFEST_FILE, META_DIR,
                      SCHEMA_VERSION, STRING_TABLES, VERSIONS_DIR, check_header, list_parts,
                      read_json, safe_join, validate_categories)
@@ -140,11 +141,8 @@ def validate_manifest(man, root: str, path: str) -> dict:
     """Check a loaded manifest in place (categories are normalised); raise naming ``path``."""
     check_header(man, path, MANIFEST_FIELDS, BANK_FORMAT)
     ver = man.get('version', 1)
-    if isinstance(ver, bool) or not isinstance(ver, int) or ver < 1:
-        raise ValueError(f'{path}: version must be an int >= 1, got {ver!r}')
-    n = man['num_instances']
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f'{path}: num_instances must be a non-negative int, got {n!r}')
+    check_number(f'{path}: version', ver, 1, integer=True)
+    check_number(f'{path}: num_instances', man['num_instances'], 0, integer=True)
     man['categories'] = validate_categories(man['categories'], f'{path}: categories')
     index = man['index']
     if not isinstance(index, dict) or 'dir' not in index or 'columns' not in index:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from xpaste.utils.checks import check_number
 from xpaste.utils.fileio import atomic_write_bytes, atomic_write_json
 from .check import check_manifest
 from .manifest import (build_manifest, kept_manifest_path, kept_versions, manifest_files,
@@ -92,9 +93,8 @@ def commit_version(root, *, categories: list[dict], columns: Mapping[str, np.nda
         dict: The live manifest.
     """
     root = os.fspath(root)
-    if keep_versions is not None and (isinstance(keep_versions, bool)
-                                      or not isinstance(keep_versions, int) or keep_versions < 0):
-        raise ValueError(f'keep_versions must be an int >= 0 or None, got {keep_versions!r}')
+    keep_versions = check_number('keep_versions', keep_versions, 0, integer=True,
+                                 allow_none=True)
     num = len(columns['category'])
     live = live_manifest(root)
     live_version = manifest_version(live) if live is not None else None

@@ -4,6 +4,7 @@ import os.path as osp
 
 import numpy as np
 
+from xpaste.utils.checks import check_number
 from .codec import (DEFAULT_IMAGE_FORMAT, DEFAULT_QUALITY, check_image_format, encode_bgra,
                     mask_to_alpha, prepare_crop)
 from .parts import commit_part, load_part, part_dir, remove_unprotected
@@ -55,13 +56,9 @@ class BankWriter:
         self.part = check_name(part, 'part')
         self.categories = validate_categories(categories)
         check_image_format(image_format)
-        if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
-            raise ValueError(f'quality must be an int in [1, 100], got {quality!r}')
-        if max_side is not None and (isinstance(max_side, bool) or not isinstance(max_side, int)
-                                     or max_side < 1):
-            raise ValueError(f'max_side must be a positive int or None, got {max_side!r}')
-        if isinstance(shard_bytes, bool) or not isinstance(shard_bytes, int) or shard_bytes < 1:
-            raise ValueError(f'shard_bytes must be a positive int, got {shard_bytes!r}')
+        quality = check_number('BankWriter.quality', quality, 1, 100, integer=True)
+        max_side = check_number('BankWriter.max_side', max_side, 1, integer=True, allow_none=True)
+        shard_bytes = check_number('BankWriter.shard_bytes', shard_bytes, 1, integer=True)
         if mode not in ('x', 'w', 'a'):
             raise ValueError(f"mode must be 'x', 'w' or 'a', got {mode!r}")
         self.image_format = image_format

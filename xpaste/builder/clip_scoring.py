@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 from mmengine.logging import print_log
 
+from xpaste.utils.checks import check_number
 from .hub import check_model_source, looks_like_path, resolve_device
 from .prompts import display_name
 from .segmenters import cutout_on_white
@@ -101,8 +102,7 @@ class ClipScorer:
                       str) or not text_templates or not all('{name}' in t for t in text_templates):
             raise ValueError(f'score.text_templates must be a list of strings containing '
                              f'"{{name}}", got {text_templates!r}')
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f'score.batch_size must be an int >= 1, got {batch_size!r}')
+        batch_size = check_number('score.batch_size', batch_size, 1, integer=True)
         if precision not in ('fp16', 'bf16', 'fp32', 'amp', 'pure_fp16', 'pure_bf16'):
             raise ValueError(f"score.precision must be 'fp16', 'bf16' or 'fp32', got "
                              f'{precision!r}')

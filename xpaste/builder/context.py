@@ -16,6 +16,7 @@ import numpy as np
 from mmengine.logging import print_log
 
 from xpaste.bank import check_lvis_annotations, compute_size_stats
+from xpaste.utils.checks import check_number
 from .clip_scoring import ClipScorer, build_scorer
 from .defaults import merge_defaults
 from .dist import get_dist_info, wait_for
@@ -92,8 +93,7 @@ class BuildContext:
         local_rank = local_rank_from_env()
         work_dir = osp.abspath(cfg['work_dir'])
         bank_dir = osp.abspath(cfg['bank_dir'] or osp.join(work_dir, 'bank'))
-        if not isinstance(cfg['chunk_size'], int) or cfg['chunk_size'] < 1:
-            raise ValueError(f'chunk_size must be an int >= 1, got {cfg["chunk_size"]!r}')
+        check_number('chunk_size', cfg['chunk_size'], 1, integer=True)
         ann_file, names = cfg['categories']['ann_file'], cfg['categories']['names']
         # parsed once: categories here, size statistics below
         ann = read_category_file(ann_file) if ann_file is not None and names is None else None

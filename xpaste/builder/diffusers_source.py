@@ -12,6 +12,7 @@ from typing import Optional
 import numpy as np
 from mmengine.logging import print_log
 
+from xpaste.utils.checks import check_number
 from .hub import (SINGLE_FILE_SUFFIXES, check_model_source, dtype_kwargs, load_error,
                   resolve_device, resolve_dtype, torch_dtype)
 from .sources import DEFAULT_BLACK_MAX, SOURCES, BaseSource, SourceItem, check_image
@@ -95,12 +96,9 @@ class DiffusersSource(BaseSource):
                  pipeline_class: Optional[str] = None,
                  config: Optional[str] = None,
                  original_config: Optional[str] = None):
-        if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
-            raise ValueError(f'DiffusersSource.num_inference_steps must be an int >= 1, got '
-                             f'{num_inference_steps!r}')
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f'DiffusersSource.batch_size must be an int >= 1, got '
-                             f'{batch_size!r}')
+        num_inference_steps = check_number('DiffusersSource.num_inference_steps',
+                                           num_inference_steps, 1, integer=True)
+        batch_size = check_number('DiffusersSource.batch_size', batch_size, 1, integer=True)
         for key, value in (('height', height), ('width', width)):
             if value is not None and (not isinstance(value, int) or value % 8):
                 raise ValueError(f'DiffusersSource.{key} must be None or a multiple of 8, '

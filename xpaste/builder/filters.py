@@ -25,6 +25,8 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
+from xpaste.utils.checks import check_number
+
 DROP_REASONS = ('black_image', 'nan_image', 'corrupt_image', 'empty_mask', 'fragmented',
                 'area_small', 'area_large', 'clip_score', 'real_similarity', 'duplicate')
 _STATUS_REASON = {
@@ -143,10 +145,7 @@ class RealSimilarity:
             raise ValueError(f'filter.real_similarity.percentile must be in [0, 100], got '
                              f'{out.percentile!r}')
         for key in ('max_per_class', 'min_real'):
-            value = getattr(out, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f'filter.real_similarity.{key} must be an int >= 1, got '
-                                 f'{value!r}')
+            check_number(f'filter.real_similarity.{key}', getattr(out, key), 1, integer=True)
         if not out.min_area >= 0:
             raise ValueError(f'filter.real_similarity.min_area must be >= 0, got '
                              f'{out.min_area!r}')
@@ -217,9 +216,7 @@ class InstanceFilter:
             raise ValueError(f'filter.tolerance must be >= 0 or None, got {tolerance!r}')
         if not -1 <= dedup_cosine <= 1:
             raise ValueError(f'filter.dedup_cosine must be in [-1, 1], got {dedup_cosine!r}')
-        if not isinstance(dedup_hamming, int) or not 0 <= dedup_hamming <= 64:
-            raise ValueError(f'filter.dedup_hamming must be an int in [0, 64], got '
-                             f'{dedup_hamming!r}')
+        check_number('filter.dedup_hamming', dedup_hamming, 0, 64, integer=True)
         self.min_clip = min_clip
         self.tolerance = tolerance
         self.min_area = float(min_area)

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from xpaste.bank import (COCO_URL_PREFIX, BankWriter, compute_size_stats, finalize_bank,
                          load_annotations, package_versions, select_categories)
+from xpaste.utils.checks import check_number
 
 ANNOTATION_SEGMENTER = 'annotation'
 
@@ -158,9 +159,7 @@ def build_bank_from_annotations(ann_file, img_prefix, out_root, *, max_side: int
     img_prefix = os.fspath(img_prefix)
     if min_area < 0:
         raise ValueError(f'min_area must be >= 0, got {min_area!r}')
-    if max_per_class is not None and (isinstance(max_per_class, bool)
-                                      or not isinstance(max_per_class, int) or max_per_class < 1):
-        raise ValueError(f'max_per_class must be a positive int or None, got {max_per_class!r}')
+    max_per_class = check_number('max_per_class', max_per_class, 1, integer=True, allow_none=True)
     if not osp.isdir(img_prefix):
         raise FileNotFoundError(f'image prefix folder not found: {img_prefix}')
     data = load_annotations(ann_file)

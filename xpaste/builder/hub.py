@@ -13,6 +13,8 @@ from typing import Optional, Sequence
 
 from mmengine.logging import print_log
 
+from xpaste.utils.checks import check_choice
+
 _HUB_ID = re.compile(r'^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$')
 _WEIGHT_SUFFIXES = ('.safetensors', '.ckpt', '.pt', '.pth', '.bin', '.pkl')
 #: Suffixes of single-file checkpoints of a whole diffusion pipeline (diffusers'
@@ -162,8 +164,7 @@ def torch_dtype(name: str):
         'fp32': torch.float32,
         'float': torch.float32,
     }
-    if name not in table:
-        raise ValueError(f'dtype must be one of {sorted(table)}, got {name!r}')
+    check_choice('dtype', name, sorted(table))
     return table[name]
 
 

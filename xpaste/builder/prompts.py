@@ -30,6 +30,8 @@ from typing import Optional, Sequence
 import numpy as np
 from mmengine.logging import print_log
 
+from xpaste.utils.checks import check_choice, check_number
+
 # "a photo of a single {name}" is the X-Paste generation prompt; the others add variety.
 DEFAULT_TEMPLATES = (
     'a photo of a single {name}',
@@ -352,15 +354,10 @@ class PromptBank:
         templates = list(templates)
         attributes = check_attributes(attributes)
         check_templates(templates, attributes)
-        if max_prompts is not None and (isinstance(max_prompts, bool)
-                                        or not isinstance(max_prompts, int) or max_prompts < 1):
-            raise ValueError(f'prompts.max_prompts must be None or an int >= 1, got '
-                             f'{max_prompts!r}')
-        if order not in PROMPT_ORDERS:
-            raise ValueError(f'prompts.order must be one of {PROMPT_ORDERS}, got {order!r}')
-        if prompt_file_mode not in PROMPT_FILE_MODES:
-            raise ValueError(f'prompts.prompt_file_mode must be one of {PROMPT_FILE_MODES}, '
-                             f'got {prompt_file_mode!r}')
+        max_prompts = check_number('prompts.max_prompts', max_prompts, 1, integer=True,
+                                   allow_none=True)
+        check_choice('prompts.order', order, PROMPT_ORDERS)
+        check_choice('prompts.prompt_file_mode', prompt_file_mode, PROMPT_FILE_MODES)
         overrides = load_prompt_file(prompt_file) if prompt_file else {}
         overrides, unknown = match_prompt_file(overrides, categories)
         if unknown:

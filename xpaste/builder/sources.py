@@ -21,6 +21,8 @@ import numpy as np
 from mmengine.logging import print_log
 from mmengine.registry import Registry
 
+from xpaste.utils.checks import check_number
+
 # DiffusersSource lives in .diffusers_source and the composite sources (MixedSource,
 # RoutedSource) in .multi_source, imported by the registry the first time a source is looked up.
 SOURCES = Registry(
@@ -121,10 +123,8 @@ class BaseSource:
 
     def num_images(self, category: dict, images_per_class: Optional[int]) -> int:
         """How many images class ``category`` has (generators: ``images_per_class``)."""
-        if images_per_class is None or images_per_class < 0:
-            raise ValueError(f'images_per_class must be an int >= 0 for a generative source, '
-                             f'got {images_per_class!r}')
-        return int(images_per_class)
+        return check_number('images_per_class', images_per_class, 0, integer=True,
+                            hint='a generative source needs a number of images per class')
 
     def generate(self, category: dict, indices: Sequence[int], prompts: Sequence[str],
                  seeds: Sequence[int]) -> list[SourceItem]:
@@ -165,8 +165,7 @@ class ToySource(BaseSource):
     """
 
     def __init__(self, size: int = 256, gap=None):
-        if not isinstance(size, int) or size < 16:
-            raise ValueError(f'ToySource.size must be an int >= 16, got {size!r}')
+        size = check_number('ToySource.size', size, 16, integer=True)
         if gap is not None and size < 32:
             raise ValueError(f'ToySource.size must be >= 32 with a gap, got {size!r}')
         self.size = size

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from xpaste.utils.checks import check_choice, check_number
+
 #: Shape names, drawn by :func:`xpaste.toy.render.draw_instance`.
 TOY_SHAPES = ('circle', 'square', 'triangle', 'star', 'cross', 'ring', 'hexagon', 'crescent',
               'heart', 'arrow')
@@ -67,18 +69,11 @@ class ToyCategory:
     size: float = 0.2
 
     def __post_init__(self):
-        if not isinstance(self.id, int) or self.id < 1:
-            raise ValueError(f'ToyCategory.id must be an int >= 1, got {self.id!r}')
-        if self.shape not in TOY_SHAPES:
-            raise ValueError(f'ToyCategory.shape must be one of {TOY_SHAPES}, got {self.shape!r}')
-        if self.colour not in TOY_COLOURS:
-            raise ValueError(
-                f'ToyCategory.colour must be one of {tuple(TOY_COLOURS)}, got {self.colour!r}')
-        if self.texture not in TOY_TEXTURES:
-            raise ValueError(
-                f'ToyCategory.texture must be one of {tuple(TOY_TEXTURES)}, got {self.texture!r}')
-        if not 0 < self.size < 1:
-            raise ValueError(f'ToyCategory.size must be in (0, 1), got {self.size!r}')
+        check_number('ToyCategory.id', self.id, 1, integer=True)
+        check_choice('ToyCategory.shape', self.shape, TOY_SHAPES)
+        check_choice('ToyCategory.colour', self.colour, TOY_COLOURS)
+        check_choice('ToyCategory.texture', self.texture, TOY_TEXTURES)
+        check_number('ToyCategory.size', self.size, 0, 1, lo_open=True, hi_open=True)
 
     @property
     def name(self) -> str:
@@ -172,9 +167,7 @@ def toy_categories(num_classes: int = 30, seed: int = 0) -> list[ToyCategory]:
         list[ToyCategory]: Categories with ids ``1..num_classes``.
     """
     limit = max_toy_categories()
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) \
-            or not 1 <= num_classes <= limit:
-        raise ValueError(f'num_classes must be an int in [1, {limit}], got {num_classes!r}')
+    num_classes = check_number('num_classes', num_classes, 1, limit, integer=True)
     rng = np.random.default_rng([int(seed), 0x70C])
     candidates = _attribute_combinations()
     order = rng.permutation(len(candidates))

@@ -404,8 +404,7 @@ def render_gapped_instance(category: ToyCategory,
     Returns:
         GappedImage: The image, the mask of what was drawn, its defect and the drawn classes.
     """
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 32:
-        raise ValueError(f'size must be an int >= 32, got {size!r}')
+    size = check_number('size', size, 32, integer=True)
     settings = settings or GapSettings()
     if world is None:
         world = _every_category()

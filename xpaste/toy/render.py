@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from xpaste.utils.checks import check_number
 from .categories import ToyCategory
 
 # Fixed-point bits used to rasterise polygons with sub-pixel accuracy.
@@ -408,8 +409,7 @@ def render_single_instance(category: ToyCategory,
         tuple[np.ndarray, np.ndarray]: ``(bgr, mask)``: uint8 (size, size, 3) image and bool
         (size, size) mask of the object.
     """
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 32:
-        raise ValueError(f'size must be an int >= 32, got {size!r}')
+    size = check_number('size', size, 32, integer=True)
     for _ in range(50):
         pose = sample_pose(rng)
         coverage = rng.uniform(0.25, 0.6)

@@ -26,6 +26,7 @@ from mmengine.logging import print_log
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
+from xpaste.utils.checks import check_number
 from .categories import ToyCategory, toy_categories
 from .render import cluttered_background, draw_instance, paste, sample_pose
 
@@ -367,12 +368,6 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f'{name} must be an int >= {minimum}, got {value!r}')
-    return int(value)
-
-
 def make_toy_lvis(out_dir: str | os.PathLike = 'data/toy_lvis',
                   num_classes: int = 30,
                   num_train: int = 300,
@@ -413,13 +408,13 @@ def make_toy_lvis(out_dir: str | os.PathLike = 'data/toy_lvis',
         dict[str, str]: Paths written: ``root``, ``train_ann``, ``val_ann``,
         ``train_img_dir``, ``val_img_dir``.
     """
-    num_train = _check_int('num_train', num_train, 1)
-    num_val = _check_int('num_val', num_val, 1)
-    min_size = _check_int('min_size', min_size, 64)
-    max_size = _check_int('max_size', max_size, 64)
+    num_train = check_number('num_train', num_train, 1, integer=True)
+    num_val = check_number('num_val', num_val, 1, integer=True)
+    min_size = check_number('min_size', min_size, 64, integer=True)
+    max_size = check_number('max_size', max_size, 64, integer=True)
     if max_size < min_size:
         raise ValueError(f'max_size must be >= min_size ({min_size}), got {max_size!r}')
-    seed = _check_int('seed', seed, 0)
+    seed = check_number('seed', seed, 0, integer=True)
     categories = toy_categories(num_classes, seed)
     out = Path(out_dir)
     (out / 'annotations').mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,11 @@ def _interval(lo, hi, lo_open: bool, hi_open: bool) -> str:
     return f'{left}{"-inf" if lo is None else lo}, {"inf" if hi is None else hi}{right}'
 
 
+def _hint(hint: str) -> str:
+    """``'; <hint>'`` to end a message with, or ``''`` without a hint."""
+    return f'; {hint}' if hint else ''
+
+
 def check_number(name: str,
                  value,
                  lo=None,
@@ -29,7 +34,8 @@ def check_number(name: str,
                  lo_open: bool = False,
                  hi_open: bool = False,
                  allow_none: bool = False,
-                 finite: bool = True):
+                 finite: bool = True,
+                 hint: str = ''):
     """A finite number (an int if ``integer``) in the interval from ``lo`` to ``hi``.
 
     Args:
@@ -42,6 +48,8 @@ def check_number(name: str,
         hi_open (bool): Exclude ``hi``. Defaults to False.
         allow_none (bool): Accept None (returned as is). Defaults to False.
         finite (bool): Reject infinities (NaN is always rejected). Defaults to True.
+        hint (str): How to fix the value, appended to the message after ``'; '``.
+            Defaults to ''.
 
     Returns:
         int | float | None: ``int(value)`` if ``integer`` else ``float(value)``.
@@ -54,12 +62,12 @@ def check_number(name: str,
         what += ' or None'
     if isinstance(value, bool) or not isinstance(value, kinds) or math.isnan(value) \
             or (finite and math.isinf(value)):
-        raise ValueError(f'{name} must be {what}, got {value!r}')
+        raise ValueError(f'{name} must be {what}, got {value!r}{_hint(hint)}')
     too_low = lo is not None and (value <= lo if lo_open else value < lo)
     too_high = hi is not None and (value >= hi if hi_open else value > hi)
     if too_low or too_high:
         raise ValueError(f'{name} must lie in {_interval(lo, hi, lo_open, hi_open)}, '
-                         f'got {value!r}')
+                         f'got {value!r}{_hint(hint)}')
     return int(value) if integer else float(value)
 
 
@@ -85,14 +93,25 @@ def check_bool(name: str, value) -> bool:
     return bool(value)
 
 
-def check_choice(name: str, value, choices: Collection):
-    """One of ``choices`` (compared with ``in``)."""
+def check_choice(name: str, value, choices: Collection, *, hint: str = ''):
+    """One of ``choices`` (compared with ``in``).
+
+    Args:
+        name (str): Argument name, used in the message.
+        value: The value to check.
+        choices (Collection): The accepted values.
+        hint (str): How to fix the value, appended to the message after ``'; '``.
+            Defaults to ''.
+
+    Returns:
+        The value, unchanged.
+    """
     try:
         ok = value in choices
     except TypeError:  # e.g. an unhashable value against a set
         ok = False
     if not ok:
-        raise ValueError(f'{name} must be one of {tuple(choices)}, got {value!r}')
+        raise ValueError(f'{name} must be one of {tuple(choices)}, got {value!r}{_hint(hint)}')
     return value
 
 

@@ -4,6 +4,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
+from xpaste.utils.checks import check_number
 from .base import SEGMENTERS, BaseSegmenter
 from .masks import fill_holes, resize_mask
 
@@ -55,17 +56,10 @@ class ClassicalSegmenter(BaseSegmenter):
                  seed: int = 0,
                  name: Optional[str] = None):
         super().__init__(name)
-        if not isinstance(work_side, int) or work_side < 32:
-            raise ValueError(f'ClassicalSegmenter.work_side must be an int >= 32, got '
-                             f'{work_side!r}')
-        if not 0 < border < 0.5:
-            raise ValueError(f'ClassicalSegmenter.border must be in (0, 0.5), got {border!r}')
-        if not isinstance(bg_clusters, int) or bg_clusters < 1:
-            raise ValueError(f'ClassicalSegmenter.bg_clusters must be an int >= 1, got '
-                             f'{bg_clusters!r}')
-        if not isinstance(iterations, int) or iterations < 0:
-            raise ValueError(f'ClassicalSegmenter.iterations must be an int >= 0, got '
-                             f'{iterations!r}')
+        work_side = check_number('ClassicalSegmenter.work_side', work_side, 32, integer=True)
+        check_number('ClassicalSegmenter.border', border, 0, 0.5, lo_open=True, hi_open=True)
+        bg_clusters = check_number('ClassicalSegmenter.bg_clusters', bg_clusters, 1, integer=True)
+        iterations = check_number('ClassicalSegmenter.iterations', iterations, 0, integer=True)
         self.work_side = work_side
         self.border = border
         self.bg_clusters = bg_clusters

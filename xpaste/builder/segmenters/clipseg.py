@@ -4,6 +4,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
+from xpaste.utils.checks import check_number
 from ..hub import check_model_source, dtype_kwargs, hub_id_note, resolve_device, torch_dtype
 from .base import SEGMENTERS, BaseSegmenter
 
@@ -34,8 +35,7 @@ class CLIPSegSegmenter(BaseSegmenter):
                  device: str = 'auto',
                  name: Optional[str] = None):
         super().__init__(name)
-        if not 0 < threshold < 1:
-            raise ValueError(f'CLIPSegSegmenter.threshold must be in (0, 1), got {threshold!r}')
+        check_number('CLIPSegSegmenter.threshold', threshold, 0, 1, lo_open=True, hi_open=True)
         if '{name}' not in prompt:
             raise ValueError(f'CLIPSegSegmenter.prompt must contain "{{name}}", got {prompt!r}')
         torch_dtype(dtype)

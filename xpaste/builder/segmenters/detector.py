@@ -8,6 +8,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from xpaste.utils.checks import check_number
 from ..hub import check_model_source, resolve_device
 from ..prompts import display_name
 from .base import SEGMENTERS, BaseSegmenter
@@ -103,10 +104,8 @@ class MMDetSegmenter(BaseSegmenter):
         super().__init__(name)
         if not 0 <= score_thr <= 1:
             raise ValueError(f'MMDetSegmenter.score_thr must be in [0, 1], got {score_thr!r}')
-        if not 0 < mask_thr < 1:
-            raise ValueError(f'MMDetSegmenter.mask_thr must be in (0, 1), got {mask_thr!r}')
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f'MMDetSegmenter.batch_size must be an int >= 1, got {batch_size!r}')
+        check_number('MMDetSegmenter.mask_thr', mask_thr, 0, 1, lo_open=True, hi_open=True)
+        batch_size = check_number('MMDetSegmenter.batch_size', batch_size, 1, integer=True)
         if class_map is not None and not isinstance(class_map, dict):
             raise ValueError(f'MMDetSegmenter.class_map must be a dict {{bank name: detector '
                              f'name}}, got {class_map!r}')

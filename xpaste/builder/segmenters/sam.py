@@ -3,6 +3,7 @@ from typing import Optional
 
 import numpy as np
 
+from xpaste.utils.checks import check_choice, check_number
 from ..hub import check_model_source, resolve_device, resolve_dtype, torch_dtype
 from .base import SEGMENTERS, BaseSegmenter
 
@@ -106,17 +107,10 @@ class SAMSegmenter(BaseSegmenter):
         torch_dtype(dtype)  # validates the name
         if not 0 <= box_margin < 0.5:
             raise ValueError(f'SAMSegmenter.box_margin must be in [0, 0.5), got {box_margin!r}')
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f'SAMSegmenter.batch_size must be an int >= 1, got {batch_size!r}')
-        if prompt_mode not in SAM_PROMPT_MODES:
-            raise ValueError(f'SAMSegmenter.prompt_mode must be one of {SAM_PROMPT_MODES}, got '
-                             f'{prompt_mode!r}')
-        if not isinstance(border_points, int) or border_points < 4:
-            raise ValueError(f'SAMSegmenter.border_points must be an int >= 4, got '
-                             f'{border_points!r}')
-        if not isinstance(border_margin, int) or border_margin < 0:
-            raise ValueError(f'SAMSegmenter.border_margin must be an int >= 0, got '
-                             f'{border_margin!r}')
+        batch_size = check_number('SAMSegmenter.batch_size', batch_size, 1, integer=True)
+        check_choice('SAMSegmenter.prompt_mode', prompt_mode, SAM_PROMPT_MODES)
+        border_points = check_number('SAMSegmenter.border_points', border_points, 4, integer=True)
+        border_margin = check_number('SAMSegmenter.border_margin', border_margin, 0, integer=True)
         if background_index not in (0, 1, 2):
             raise ValueError(f'SAMSegmenter.background_index must be 0, 1 or 2, got '
                              f'{background_index!r}')
@@ -137,9 +131,7 @@ class SAMSegmenter(BaseSegmenter):
         check_model_source(
             self.checkpoint, f'segmenter {self.name!r} checkpoint', allow_hub_id=False, kind='file')
         from segment_anything import sam_model_registry
-        if self.model_type not in sam_model_registry:
-            raise ValueError(f'SAMSegmenter.model_type must be one of '
-                             f'{sorted(sam_model_registry)}, got {self.model_type!r}')
+        check_choice('SAMSegmenter.model_type', self.model_type, sorted(sam_model_registry))
 
     def setup(self) -> None:
         if self.model is not None:

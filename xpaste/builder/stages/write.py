@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Optional
 from mmengine.logging import print_log
 
 from xpaste.bank import check_bank, drop_part, finalize_bank, package_versions, read_manifest
+from xpaste.utils.checks import check_number
 from xpaste.utils.fileio import read_json
 from ..defaults import recorded_options
 from ..dist import fingerprint
@@ -43,9 +44,8 @@ class WriteStage(ClassStage):
 
     def __init__(self, ctx: 'BuildContext', stop: Optional[StopRequest] = None):
         super().__init__(ctx, stop)
-        keep = ctx.cfg['write']['keep_versions']
-        if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 0):
-            raise ValueError(f'write.keep_versions must be an int >= 0 or None, got {keep!r}')
+        check_number('write.keep_versions', ctx.cfg['write']['keep_versions'], 0, integer=True,
+                     allow_none=True)
 
     def job(self, cat: int) -> WriteJob:
         """The bank part of class ``cat`` to write, from its filter output."""
