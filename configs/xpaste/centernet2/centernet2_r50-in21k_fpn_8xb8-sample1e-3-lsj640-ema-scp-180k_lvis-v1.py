@@ -2,10 +2,11 @@
 # jittered and cropped) pasted onto the image, as X-Paste's code does (simple copy-paste,
 # Ghiasi et al. 2021: a random subset of its objects, occlusion filter 10 px / 300 px); the
 # canvas grows to the pasted objects' extent (CopyPasteAnySize). Otherwise the baseline.
-_base_ = './centernet2_r50-in21k_fpn_8xb8-sample1e-3-lsj640-ema-180k_lvis-v1.py'
+_base_ = [
+    './centernet2_r50-in21k_fpn_8xb8-sample1e-3-lsj640-ema-180k_lvis-v1.py',
+    '../_base_/simple-copy-paste.py',
+]
 
-copypaste = dict(type='CopyPasteAnySize', max_num_pasted=100, bbox_occluded_thr=10,
-                 mask_occluded_thr=300, selected=True)
-paste_steps = [copypaste]
+paste_steps = [_base_.copypaste]
 train_pipeline = [*_base_.pre_paste, *paste_steps, *_base_.post_paste]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))

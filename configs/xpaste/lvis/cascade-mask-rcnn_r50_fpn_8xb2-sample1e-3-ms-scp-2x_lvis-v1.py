@@ -8,16 +8,17 @@
 # RandomFlip + the paste step(s) + PackDetInputs. The source image is drawn uniformly from the
 # repeat-factor-resampled index set (ClassBalancedDataset needs the category ids of the dataset it
 # wraps, which MultiImageMixDataset does not give, so the mix wrapper is the outer one).
-_base_ = './cascade-mask-rcnn_r50_fpn_8xb2-sample1e-3-ms-2x_lvis-v1.py'
+_base_ = [
+    './cascade-mask-rcnn_r50_fpn_8xb2-sample1e-3-ms-2x_lvis-v1.py',
+    '../_base_/simple-copy-paste.py',
+]
 custom_imports = dict(imports=['xpaste.datasets', 'xpaste.datasets.copy_paste'],
                       allow_failed_imports=False)
 
-copypaste = dict(type='CopyPasteAnySize', max_num_pasted=100, bbox_occluded_thr=10,
-                 mask_occluded_thr=300, selected=True)
 # the baseline's pre_paste split by name: loading and resizing per image, the rest after mixing
 load_pipeline = [step for step in _base_.pre_paste if step.type != 'RandomFlip']
 pre_paste = [step for step in _base_.pre_paste if step.type == 'RandomFlip']
-paste_steps = [copypaste]
+paste_steps = [_base_.copypaste]
 train_pipeline = [*pre_paste, *paste_steps, *_base_.post_paste]
 train_dataloader = dict(
     dataset=dict(
