@@ -11,6 +11,8 @@ import pytest
 import torch
 from mmengine.config import Config
 
+from tests.run_options import tiny_run_options
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CN2 = osp.join(ROOT, 'configs', 'xpaste', 'centernet2')
 R50 = osp.join(CN2, 'centernet2_r50-in21k_fpn_8xb8-sample1e-3-lsj640-90k_lvis-v1.py')
@@ -263,21 +265,8 @@ def test_lvis_r50_config_runs_loss_and_predict(tmp_path):
 
 
 def _tiny_options(root, num_classes, max_iters):
-    opts = [f'train_dataloader.dataset.dataset.data_root={root}/',
-            f'val_dataloader.dataset.data_root={root}/',
-            f'test_dataloader.dataset.data_root={root}/',
-            f'val_evaluator.ann_file={root}/annotations/lvis_v1_val.json',
-            f'test_evaluator.ann_file={root}/annotations/lvis_v1_val.json',
-            f'model.roi_head.mask_head.num_classes={num_classes}',
-            f'train_cfg.max_iters={max_iters}', f'train_cfg.val_interval={max_iters}',
-            'param_scheduler.0.end=2', 'train_dataloader.batch_size=2',
-            'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
-            'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
-            'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False',
-            'default_hooks.checkpoint.interval=2', 'default_hooks.logger.interval=1',
-            'randomness.seed=0']
-    return opts + [f'model.roi_head.bbox_head.{i}.num_classes={num_classes}'
-                   for i in range(3)]
+    heads = [f'model.roi_head.bbox_head.{i}' for i in range(3)]
+    return tiny_run_options(root, num_classes, max_iters, bbox_heads=heads)
 
 
 @pytest.mark.slow

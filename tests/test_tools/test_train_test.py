@@ -5,6 +5,7 @@ import os.path as osp
 
 import pytest
 
+from tests.run_options import tiny_run_options
 from tools import test as test_tool
 from tools import train as train_tool
 
@@ -13,22 +14,7 @@ CONFIG = 'configs/toy/mask-rcnn_r18-slim_fpn_1xb4-1k_toy-lvis.py'
 
 def tiny_options(root, num_classes, max_iters):
     """Config overrides that make the toy config run a few iterations on the tiny world."""
-    return [
-        f'train_dataloader.dataset.dataset.data_root={root}/',
-        f'val_dataloader.dataset.data_root={root}/',
-        f'test_dataloader.dataset.data_root={root}/',
-        f'val_evaluator.ann_file={root}/annotations/lvis_v1_val.json',
-        f'test_evaluator.ann_file={root}/annotations/lvis_v1_val.json',
-        f'model.roi_head.bbox_head.num_classes={num_classes}',
-        f'model.roi_head.mask_head.num_classes={num_classes}',
-        f'train_cfg.max_iters={max_iters}', f'train_cfg.val_interval={max_iters}',
-        'param_scheduler.0.end=2', 'train_dataloader.batch_size=2',
-        'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
-        'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
-        'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False',
-        'default_hooks.checkpoint.interval=2', 'default_hooks.logger.interval=1',
-        'randomness.seed=0',
-    ]
+    return tiny_run_options(root, num_classes, max_iters)
 
 
 def _num_classes(root):
