@@ -327,6 +327,10 @@ def _ablation(tag):
     return 'configs/xpaste/ablations/' + MRCNN.format(f'xpaste-{tag}-')
 
 
+def _toy_ablation(tag):
+    return 'configs/xpaste/toy/' + TOY.format(f'xpaste-{tag}-')
+
+
 def _lvis_rows(name) -> dict:
     xpaste = _lvis(name, 'xpaste-')
     return {
@@ -362,6 +366,15 @@ REFERENCES = {
         'configs/toy/' + TOY.format('xpaste-'), ('paste[0].bank.root',)),
     'configs/xpaste/toy/' + TOY.format('xpaste-copypaste-'): Reference(
         'configs/toy/' + TOY.format('xpaste-'), TWO_BANKS, step_map=(0, 0)),
+    # ablations of the toy X-Paste row (tools/experiments/toy_experiment.py --ablations)
+    **{_toy_ablation(tag): Reference('configs/toy/' + TOY.format('xpaste-'),
+                                     ('paste[0].num_pastes',))
+       for tag in ('n5', 'n20', 'n40')},
+    _toy_ablation('uniform'): Reference('configs/toy/' + TOY.format('xpaste-'),
+                                        ('paste[0].bank.sampling',)),
+    **{_toy_ablation(tag): Reference('configs/toy/' + TOY.format('xpaste-'),
+                                     ('paste[0].bank.root',))
+       for tag in ('nofilter', 'clip50', 'clip80', 'ensemble')},
     # CenterNet2 on the toy world: its baseline plus the toy Mask R-CNN X-Paste step, unchanged
     'configs/toy/centernet2_r18-slim_fpn_1xb4-xpaste-1k_toy-lvis.py': Reference(
         'configs/toy/centernet2_r18-slim_fpn_1xb4-1k_toy-lvis.py',

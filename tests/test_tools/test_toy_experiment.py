@@ -2,7 +2,9 @@
 run plans every step without running one."""
 import argparse
 import json
+import os
 import os.path as osp
+import sys
 
 import pytest
 from mmengine.config import Config, DictAction
@@ -49,11 +51,84 @@ def test_dry_run_plans_every_variant_and_seed_without_running(tiny_toy_lvis, tmp
                      '--banks-root', str(tmp_path / 'banks'), '--seeds', '0', '1',
                      '--iters', '10']) is None
     out = capsys.readouterr().out
-    # the world exists; two banks, and a training and a test per variant and seed remain
-    assert out.splitlines()[-1] == f'{2 + 4 * 2 * 2} of {1 + 2 + 4 * 2 * 2} steps to run'
+    # the world exists; the toy CLIP, two banks, and a training and a test per variant and seed
+    # remain
+    assert out.splitlines()[-1] == f'{3 + 4 * 2 * 2} of {1 + 3 + 4 * 2 * 2} steps to run'
+    assert '[todo] toy CLIP' in out and 'configs/bank/toy_gap.py' in out
     for variant in exp.VARIANTS:
         for seed in (0, 1):
             assert f'[todo] train {variant} seed {seed}' in out
             assert f'[todo] test {variant} seed {seed}' in out
     assert 'train_cfg.max_iters=10' in out and 'randomness.seed=1' in out
     assert not work.exists()  # nothing ran
+
+
+def test_ablations_plan_their_banks_from_one_build(tiny_toy_lvis, tmp_path, capsys):
+    work, banks = tmp_path / 'work', tmp_path / 'banks'
+    args = exp.parse_args(['--ablations', '--work-dir', str(work), '--data-root',
+                           str(tiny_toy_lvis), '--banks-root', str(banks), '--seeds', '0'])
+    assert args.variants == ['xpaste', *exp.ABLATIONS, 'baseline']
+    steps = exp.bank_steps(args, set().union(*(exp._bank_names(args.configs[v])
+                                               for v in args.variants)))
+    assert [s.name for s in steps][0] == 'toy CLIP'
+    built = [s for s in steps[1:]]
+    assert [s.cmd[2] for s in built] == list(exp.BANK_CONFIGS.values())
+    # the first build starts from scratch; the others from a copy of its work dir
+    first = str(work / 'bank_build' / exp.GENERATED_BANK)
+    assert built[0].copy_from is None and built[0].cmd[4] == first
+    assert all(s.copy_from == first and s.copy_to == s.cmd[4] for s in built[1:])
+    # every build scores with the CLIP of this world (not the default world's)
+    clip = str(work / 'toy_clip')
+    assert all(f'score.pretrained={clip}/{exp.CLIP_NAME}.safetensors' in s.cmd for s in built)
+    # the training-set bank is not needed: no row pastes from it
+    assert not any(exp.TRAIN_BANK in ' '.join(s.cmd) for s in steps)
+    assert exp.main(['--ablations', '--dry-run', '--work-dir', str(work), '--data-root',
+                     str(tiny_toy_lvis), '--banks-root', str(banks), '--seeds', '0']) is None
+    out = capsys.readouterr().out
+    n = len(exp.ABLATION_TABLE)
+    assert out.splitlines()[-1] == f'{6 + 2 * n} of {1 + 6 + 2 * n} steps to run'
+
+
+def test_ablation_configs_paste_from_the_banks_the_script_builds():
+    for variant, config in exp.ABLATIONS.items():
+        names = exp._bank_names(config)
+        assert len(names) == 1 and names <= set(exp.BANK_CONFIGS), (variant, names)
+    with pytest.raises(SystemExit):
+        exp.parse_args(['--ablations', '--detector', 'centernet2'])
+    with pytest.raises(SystemExit):
+        exp.parse_args(['--jobs', '0'])
+
+
+def _step(tmp_path, name, code):
+    return exp.Step(name, [sys.executable, '-c', code], str(tmp_path / 'logs' / f'{name}.log'))
+
+
+def test_copy_then_run_and_parallel_runs(tmp_path):
+    source = tmp_path / 'first'
+    (source / 'sub').mkdir(parents=True)
+    (source / 'sub' / 'a.txt').write_text('x')
+    step = _step(tmp_path, 'copy', 'import os; print(os.environ["OMP_NUM_THREADS"])')
+    step.copy_from, step.copy_to = str(source), str(tmp_path / 'second')
+    exp.run_step(step, threads=3)
+    assert (tmp_path / 'second' / 'sub' / 'a.txt').read_text() == 'x'
+    assert not (tmp_path / 'second.partial').exists()
+    assert open(step.log).read().splitlines()[-1] == '3'
+    # runs: each trains then tests; a finished part is skipped
+    marks = tmp_path / 'marks'
+    marks.mkdir()
+    runs = []
+    for i in range(3):
+        train = _step(tmp_path, f'train{i}', f'open({str(marks / f"t{i}")!r}, "w")')
+        test = _step(tmp_path, f'test{i}',
+                     f'import os; assert os.path.exists({str(marks / f"t{i}")!r}); '
+                     f'open({str(marks / f"e{i}")!r}, "w")')
+        runs.append(exp.Run(f'run{i}', train, test))
+    runs[2].train.done = runs[2].test.done = True
+    exp.run_all(runs, jobs=2)
+    assert sorted(os.listdir(marks)) == ['e0', 'e1', 't0', 't1']
+    # a failing run stops the experiment with the step's name and log
+    bad = exp.Run('bad', _step(tmp_path, 'bad', 'raise SystemExit(3)'),
+                  _step(tmp_path, 'never', 'pass'))
+    with pytest.raises(SystemExit, match='exit status 3.*bad'):
+        exp.run_all([bad], jobs=2)
+    assert not osp.exists(bad.test.log)

@@ -1,0 +1,6 @@
+# configs/bank/toy_gap.py with the CLIP threshold at 50 (toy_gap.py: 65), for the toy CLIP
+# threshold ablation (configs/xpaste/toy/*-xpaste-clip50-*). Same images, masks and scores.
+#   python tools/bank/build.py configs/bank/toy_gap_clip50.py
+_base_ = './toy_gap.py'
+
+filter = dict(min_clip=50.0)

@@ -1,0 +1,13 @@
+# Toy ablation, segmenter ensemble: the bank of configs/bank/toy_gap_ensemble.py (two classical
+# segmenter settings, each image's best cut-out by CLIP; X-Paste row: one).
+# Otherwise the toy X-Paste row (tests/test_configs_xpaste.py checks that only this differs).
+_base_ = '../../toy/mask-rcnn_r18-slim_fpn_1xb4-xpaste-1k_toy-lvis.py'
+
+# ---- frequently modified parameters ----
+bank_root = 'data/banks/toy_generated_ensemble'
+
+xpaste = _base_.xpaste
+xpaste.bank.root = bank_root
+paste_steps = [xpaste]
+train_pipeline = [*_base_.pre_paste, *paste_steps, *_base_.post_paste]
+train_dataloader = dict(dataset=dict(dataset=dict(pipeline=train_pipeline)))
