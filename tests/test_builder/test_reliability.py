@@ -16,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from concurrent.futures import Future
 from pathlib import Path
 
 import cv2
@@ -453,3 +454,45 @@ def test_rank_zero_shows_totals_across_ranks(tmp_path):
     assert main.totals() == (13, 18)
     record = json.load(open(tmp_path / 'progress' / 'rank-00001.json'))
     assert record['done'] == 10 and record['total'] == 10 and record['world_size'] == 2
+
+
+class _LazyFuture(Future):
+    """A job that starts only when its result is asked for: until then it can be cancelled,
+    as a busy process pool's queued jobs can."""
+
+    def __init__(self, fn, args):
+        super().__init__()
+        self.job = (fn, args)
+
+    def result(self, timeout=None):
+        if not self.done():
+            if not self.set_running_or_notify_cancel():
+                raise RuntimeError('cancelled before it started')
+            fn, args = self.job
+            self.set_result(fn(*args))
+        return super().result(timeout)
+
+
+class _LazyExecutor:
+
+    def submit(self, fn, *args):
+        return _LazyFuture(fn, args)
+
+    def shutdown(self, wait=True, cancel_futures=False):
+        pass
+
+
+def test_queued_bank_parts_are_written_without_a_stop(toy_json, tmp_path,  # noqa: F811
+                                                      monkeypatch):
+    """Bank parts still queued in the pool when the last one is submitted are written, not
+    cancelled (only a stop request leaves them for the resumed build)."""
+    from xpaste.builder.stages import write
+    cfg = make_cfg(tmp_path / 'work', toy_json,
+                   workers=dict(type='thread', num_workers=1, max_pending=16))
+    build(cfg, ['generate', 'segment', 'score', 'filter'])
+    monkeypatch.setattr(write, 'make_executor', lambda workers: _LazyExecutor())
+    summary = build(cfg, ['write'])
+    assert summary['write']['classes'] == NUM_CLASSES
+    assert check_bank(str(tmp_path / 'work' / 'bank')).ok
+    assert len({r['category_name'] for r in bank_rows(str(tmp_path / 'work' / 'bank'))}) \
+        == NUM_CLASSES

@@ -110,15 +110,18 @@ class WriteStage(ClassStage):
             progress = make_progress(ctx, 'write', sum(len(j.rows) for j in jobs))
             max_pending = workers['max_pending'] or 2 * max(1, int(workers['num_workers'] or 0))
             pending: deque = deque()
+            stopped = False
             try:
                 for job in jobs:
-                    if self.stop.stopping(f'{len(pending)} bank parts in flight'):
+                    stopped = self.stop.stopping(f'{len(pending)} bank parts in flight')
+                    if stopped:
                         break
                     pending.append((job, executor.submit(write_class_job, job)))
                     while pending and (len(pending) >= max_pending or pending[0][1].done()):
                         written += self._collect(*pending.popleft(), progress)
                         classes += 1
-                pending = deque(p for p in pending if not p[1].cancel())
+                if stopped:  # parts not started yet are left for the resumed build
+                    pending = deque(p for p in pending if not p[1].cancel())
                 while pending:
                     written += self._collect(*pending.popleft(), progress)
                     classes += 1
