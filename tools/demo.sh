@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The toy-world demo (`make demo`) in five steps: toy LVIS world -> generated bank -> copy-paste
+# The toy-world demo (`make demo`) in six steps: toy LVIS world -> toy CLIP -> generated bank
+# (a generator with a domain gap, segmented, scored by the toy CLIP, filtered) -> copy-paste
 # bank -> training with X-Paste -> LVIS evaluation, then one table (box and mask AP, APr, APc,
 # APf). Each step's full output goes to work_dirs/demo/logs/<step>.log; the terminal shows the
 # steps, a progress line for training and evaluation, and where everything is.
@@ -61,7 +62,7 @@ run_with_progress() {
   wait "$pid" || fail "$log"
 }
 
-step "1/5 toy LVIS world -> data/toy_lvis"
+step "1/6 toy LVIS world -> data/toy_lvis"
 if [ ! -f data/toy_lvis/annotations/lvis_v1_val.json ]; then
   run "$LOGS/1_toy_world.log" $PY tools/data/make_toy_lvis.py --out data/toy_lvis
   done_with "$LOGS/1_toy_world.log" 'toy LVIS world in'
@@ -69,31 +70,41 @@ else
   say "exists, reused"
 fi
 
-step "2/5 generated bank: toy source -> segmenter -> filters -> data/banks/toy_generated"
-run "$LOGS/2_bank_build.log" $PY tools/bank/build.py configs/bank/toy.py \
-  --work-dir $WORK/bank_build --bank-dir data/banks/toy_generated --no-progress
-done_with "$LOGS/2_bank_build.log" 'bank written: '
+step "2/6 toy CLIP (trained once on the toy train split; reused while its settings match)"
+run "$LOGS/2_toy_clip.log" $PY tools/toy/train_clip.py --out work_dirs/toy_clip
+done_with "$LOGS/2_toy_clip.log" 'toy CLIP: (trained in|.* is up to date)'
 
-step "3/5 copy-paste bank: the training set's own instances -> data/banks/toy_train_instances"
+step "3/6 generated bank: generator with a gap -> segmenter -> toy CLIP -> filters -> data/banks/toy_generated"
+run "$LOGS/3_bank_build.log" $PY tools/bank/build.py configs/bank/toy_gap.py \
+  --work-dir $WORK/bank_build --bank-dir data/banks/toy_generated --no-progress
+done_with "$LOGS/3_bank_build.log" 'bank written: |is up to date'
+# what the filters let through: the generator tags each image with its defect
+$PY tools/toy/count_defects.py data/banks/toy_generated 2>>"$LOGS/3_bank_build.log" | $PY -c '
+import json, sys
+for bank in json.load(sys.stdin).values():
+    n, wrong = bank["instances"], 100 * bank["wrong_fraction"]
+    print(f"  {n} instances, {wrong:.1f} % of them wrong (another class, two objects, truncated)")'
+
+step "4/6 copy-paste bank: the training set's own instances -> data/banks/toy_train_instances"
 if [ ! -f data/banks/toy_train_instances/manifest.json ]; then
-  run "$LOGS/3_copy_paste_bank.log" $PY tools/bank/from_annotations.py \
+  run "$LOGS/4_copy_paste_bank.log" $PY tools/bank/from_annotations.py \
     data/toy_lvis/annotations/lvis_v1_train.json data/toy_lvis data/banks/toy_train_instances \
     --no-progress
-  done_with "$LOGS/3_copy_paste_bank.log" 'instances of [0-9]+ categories'
+  done_with "$LOGS/4_copy_paste_bank.log" 'instances of [0-9]+ categories'
 else
   say "exists, reused"
 fi
 
-step "4/5 training with X-Paste from the generated bank: $ITERS iterations"
-say "$CONFIG (log: $LOGS/4_train.log)"
-# evaluated once, in step 5
-run_with_progress "$LOGS/4_train.log" $PY tools/train.py $CONFIG --work-dir $WORK/train \
+step "5/6 training with X-Paste from the generated bank: $ITERS iterations"
+say "$CONFIG (log: $LOGS/5_train.log)"
+# evaluated once, in step 6
+run_with_progress "$LOGS/5_train.log" $PY tools/train.py $CONFIG --work-dir $WORK/train \
   --cfg-options train_cfg.max_iters=$ITERS default_hooks.checkpoint.interval=$ITERS \
   val_cfg=None val_dataloader=None val_evaluator=None
 
-step "5/5 LVIS evaluation of the last checkpoint"
-say "log: $LOGS/5_test.log"
-run_with_progress "$LOGS/5_test.log" $PY tools/test.py $CONFIG $WORK/train/iter_$ITERS.pth \
+step "6/6 LVIS evaluation of the last checkpoint"
+say "log: $LOGS/6_test.log"
+run_with_progress "$LOGS/6_test.log" $PY tools/test.py $CONFIG $WORK/train/iter_$ITERS.pth \
   --work-dir $WORK/test
 
 printf '\nResult on the toy LVIS val split (%s iterations; LVIS AP in %%):\n\n' "$ITERS"

@@ -1,6 +1,7 @@
 # X-Paste on the toy LVIS world: the baseline plus the paste step (nothing else differs),
-# pasting from the bank that `tools/bank/build.py configs/bank/toy.py` builds
-# (toy renderer -> segmenter -> filters -> bank).
+# pasting from the bank that `tools/bank/build.py configs/bank/toy_gap.py` builds (a generator
+# with a domain gap -> segmenter -> toy CLIP scores -> filters -> bank; `make demo` and
+# tools/experiments/toy_experiment.py build it).
 _base_ = './mask-rcnn_r18-slim_fpn_1xb4-1k_toy-lvis.py'
 
 # ---- frequently modified parameters ----
