@@ -13,5 +13,8 @@ param_scheduler = [
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=0.0001),
-    clip_grad=dict(max_norm=35, norm_type=2))
+    # mmdet's Mask R-CNN clips at 35; the toy model trains from scratch, and right after the
+    # warm-up some seeds spiked to gradient norms of 20-90 (typical: 2-7) and never recovered
+    # (box AP 3 instead of 29 at 250 iterations), so spikes are clipped harder here.
+    clip_grad=dict(max_norm=10, norm_type=2))
 auto_scale_lr = dict(enable=False, base_batch_size=4)
