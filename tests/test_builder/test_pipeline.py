@@ -15,7 +15,7 @@ import pytest
 from mmengine.logging import MMLogger
 
 from xpaste.bank import BankReader, BankWriter
-from xpaste.builder import stream
+from xpaste.builder import finisher, stream
 from xpaste.builder.defaults import merge_defaults, recorded_options
 from xpaste.builder.layout import Chunk, category_key
 from xpaste.builder.pipeline import BankBuilder
@@ -138,8 +138,8 @@ def test_killed_run_resumes_to_the_same_bank(reference, toy_json, tmp_path, monk
     monkeypatch.setattr(ToySource, 'generate', lambda self, *a: calls.append(a[1]) or original(
         self, *a))
     written = []
-    real_job = stream.write_class_job
-    monkeypatch.setattr(stream, 'write_class_job', lambda job: written.append(job.part) or
+    real_job = finisher.write_class_job
+    monkeypatch.setattr(finisher, 'write_class_job', lambda job: written.append(job.part) or
                         real_job(job))
     build(cfg)
     assert len(calls) == 5  # only the chunks that were not done

@@ -279,13 +279,13 @@ def test_killed_build_leaves_no_worker_processes(toy_json, tmp_path):  # noqa: F
     ready = tmp_path / 'first_chunk_done'
     pause = f'''
     import pathlib
-    from xpaste.builder.stream import StreamScheduler
-    _finish = StreamScheduler._finish
+    from xpaste.builder.finisher import ChunkFinisher
+    _finish = ChunkFinisher._finish
     def finish_then_pause(self, *args):
         _finish(self, *args)
         pathlib.Path({str(ready)!r}).touch()
         time.sleep(600)
-    StreamScheduler._finish = finish_then_pause
+    ChunkFinisher._finish = finish_then_pause
     '''
     proc = start_build(tmp_path, cfg_path, patch=pause)
     children = set()

@@ -92,6 +92,49 @@ def test_clipseg_segmenter_with_a_tiny_model(tmp_path):
         CLIPSegSegmenter(model='./no/clipseg').check()
 
 
+def mean_iou(masks_a, masks_b):
+    return float(np.mean([iou(a, b) if (a | b).any() else 1.0 for a, b in zip(masks_a, masks_b)]))
+
+
+@pytest.mark.parametrize('dtype', ['float32', 'bfloat16'])
+def test_sam_batches_equal_one_by_one(tmp_path, dtype):
+    """SAM's image encoder at batch 4 (images of several sizes) gives the masks of batch 1:
+    equal in float32, within a tolerance in bfloat16 (batched matmuls round differently)."""
+    from xpaste.testing.random_models import TINY_SAM_TYPE, build_tiny_sam, save_tiny_sam
+    ckpt = save_tiny_sam(str(tmp_path / 'sam_tiny.pth'))
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 255, (48 + 8 * (i % 3), 64, 3), dtype=np.uint8) for i in range(6)]
+    masks = {}
+    for batch in (1, 4):
+        seg = SAMSegmenter(checkpoint=ckpt, model_type=TINY_SAM_TYPE, device='cpu',
+                           batch_size=batch, dtype=dtype)
+        masks[batch] = seg.segment(images, {'name': 'x'})
+    if dtype == 'float32':
+        assert all(np.array_equal(a, b) for a, b in zip(masks[1], masks[4]))
+    else:
+        assert mean_iou(masks[1], masks[4]) >= 0.95
+    # a prebuilt model (benchmarks) gives the checkpoint's masks
+    built = SAMSegmenter(checkpoint='random', model_type=TINY_SAM_TYPE, device='cpu',
+                         batch_size=4, dtype=dtype, built_model=build_tiny_sam(ckpt))
+    built.check()  # no checkpoint file needed
+    assert mean_iou(built.segment(images, {'name': 'x'}), masks[4]) >= 0.99
+
+
+@pytest.mark.parametrize('dtype', ['float32', 'bfloat16'])
+def test_clipseg_batches_equal_one_by_one(tmp_path, dtype):
+    from xpaste.testing.random_models import save_tiny_clipseg
+    path = save_tiny_clipseg(str(tmp_path / 'clipseg'))
+    rng = np.random.default_rng(2)
+    images = [rng.integers(0, 255, (40, 50 + 6 * (i % 2), 3), dtype=np.uint8) for i in range(5)]
+    masks = {}
+    for batch in (1, 4):
+        seg = CLIPSegSegmenter(model=path, device='cpu', batch_size=batch, dtype=dtype,
+                               threshold=0.5)
+        masks[batch] = seg.segment(images, {'name': 'aerosol_can'})
+    assert [m.shape for m in masks[4]] == [im.shape[:2] for im in images]
+    assert mean_iou(masks[1], masks[4]) >= (0.999 if dtype == 'float32' else 0.95)
+
+
 def test_build_segmenters():
     segs = build_segmenters([dict(type='ClassicalSegmenter'),
                              dict(type='ClassicalSegmenter', work_side=96, name='small')])

@@ -3,10 +3,12 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
+import torch
 
-from xpaste.builder.diffusers_source import DiffusersSource
-from xpaste.builder.sources import (FolderSource, SourceItem, ToySource, build_source, check_image,
-                                    derive_seed, read_image)
+from xpaste.builder.diffusers_source import (DiffusersSource, array_item, images_to_uint8,
+                                             tensor_items)
+from xpaste.builder.sources import (DEFAULT_BLACK_MAX, FolderSource, SourceItem, ToySource,
+                                    build_source, check_image, derive_seed, read_image)
 from xpaste.toy import toy_categories
 
 CAT = {'id': 1, 'name': 'red_plain_star'}
@@ -70,8 +72,8 @@ def test_check_image():
 
 
 class FakePipe:
-    """Stands for a diffusers pipeline: returns given float images (what output_type='np'
-    gives), and records the calls."""
+    """Stands for a diffusers pipeline: returns given float images (NHWC numpy for
+    output_type='np', NCHW tensors for 'pt', as diffusers does), and records the calls."""
 
     def __init__(self, images, nsfw=None):
         self.images, self.nsfw, self.calls = images, nsfw, []
@@ -80,8 +82,11 @@ class FakePipe:
         self.calls.append(
             dict(prompt=prompt, seeds=[g.initial_seed() for g in generator], **kwargs))
         n = len(prompt)
+        images = self.images[:n]
+        if kwargs.get('output_type') == 'pt':
+            images = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
         return SimpleNamespace(
-            images=self.images[:n],
+            images=images,
             nsfw_content_detected=(self.nsfw[:n] if self.nsfw is not None else None))
 
     def to(self, *args, **kwargs):
@@ -91,7 +96,8 @@ class FakePipe:
         pass
 
 
-def test_diffusers_source_reports_nan_and_black_images():
+@pytest.mark.parametrize('postprocess,output_type', [('host', 'np'), ('device', 'pt')])
+def test_diffusers_source_reports_nan_and_black_images(postprocess, output_type):
     good = np.full((16, 16, 3), 0.5, np.float32)
     nan = good.copy()
     nan[3, 3, 1] = np.nan
@@ -103,7 +109,8 @@ def test_diffusers_source_reports_nan_and_black_images():
         device='cpu',
         batch_size=4,
         negative_prompt='blurry',
-        num_inference_steps=3)
+        num_inference_steps=3,
+        postprocess=postprocess)
     source.check()  # a given pipeline needs no model path
     items = source.generate(CAT, [0, 1, 2, 3], ['p'] * 4, [7, 8, 9, 10])
     assert [i.status for i in items] == ['ok', 'nan', 'black', 'black']
@@ -112,7 +119,37 @@ def test_diffusers_source_reports_nan_and_black_images():
     assert 'safety checker' in items[3].message
     call = pipe.calls[0]
     assert call['seeds'] == [7, 8, 9, 10] and call['negative_prompt'] == ['blurry'] * 4
-    assert call['num_inference_steps'] == 3 and call['output_type'] == 'np'
+    assert call['num_inference_steps'] == 3 and call['output_type'] == output_type
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float16, torch.bfloat16])
+def test_device_uint8_conversion_equals_the_host_path(dtype):
+    """uint8 conversion, NaN and black checks on a tensor (postprocess='device') give what the
+    host path gives on diffusers' numpy output of the same tensor, bit for bit."""
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.random((7, 3, 24, 20), dtype=np.float32))
+    # values on the rounding boundaries: k / 255 and (k + 0.5) / 255
+    x[0, 0, 0, :8] = torch.tensor([0.0, 1.0, 0.5, 127.5 / 255, 128 / 255, 0.5 / 255, 254.5 / 255,
+                                   1 / 255])
+    x[1, 1, 5, 5] = float('nan')
+    x[2] = 8.4 / 255  # black: rounds to 8
+    x[3] = 9 / 255  # not black
+    x[4, 2, 3, 3] = float('inf')
+    x = x.to(dtype)
+    host = x.permute(0, 2, 3, 1).float().numpy()  # what diffusers' output_type='np' returns
+    bgr, finite, peak = images_to_uint8(x)
+    assert bgr.dtype == torch.uint8 and bgr.shape == (7, 24, 20, 3) and bgr.is_contiguous()
+    assert finite.tolist() == [bool(np.isfinite(h).all()) for h in host]
+    meta = [(i, 'p', i, False) for i in range(len(host))]
+    expected = [array_item(h, m, DEFAULT_BLACK_MAX, 'nan!') for h, m in zip(host, meta)]
+    got = tensor_items(x, meta, DEFAULT_BLACK_MAX, 'nan!')
+    assert [g.status for g in got] == [e.status for e in expected] == [
+        'ok', 'nan', 'black', 'ok', 'nan', 'ok', 'ok']
+    assert [g.message for g in got] == [e.message for e in expected]
+    for g, e, p in zip(got, expected, peak.tolist()):
+        if e.status == 'ok':
+            assert np.array_equal(g.image, e.image) and int(e.image.max()) == p
+            assert np.array_equal(g.device_image.numpy(), e.image)
 
 
 def test_diffusers_source_checks_paths_before_loading(tmp_path):
@@ -262,3 +299,16 @@ def test_diffusers_source_relative_org_name(tiny_sd, tmp_path, monkeypatch):
             r"directory '.*models/sd14' exists"):
         source.setup()
     assert requested == ['models/sd14']
+
+
+def test_diffusers_source_compiles_the_vae_decoder_when_asked():
+    from xpaste.testing.random_models import build_sd_pipeline
+    pipe = build_sd_pipeline('tiny')
+    DiffusersSource(model='fake/sd', pipeline=pipe, device='cpu').setup()
+    assert not hasattr(pipe.vae.decoder, '_orig_mod')
+    source = DiffusersSource(model='fake/sd', pipeline=pipe, device='cpu', compile_vae=True)
+    source.setup()
+    assert hasattr(pipe.vae.decoder, '_orig_mod')  # compiled lazily, at its first call
+    assert 'compile_vae' not in source.describe() and 'postprocess' not in source.describe()
+    with pytest.raises(ValueError, match="postprocess must be one of .*got 'gpu'"):
+        DiffusersSource(model='fake/sd', postprocess='gpu')

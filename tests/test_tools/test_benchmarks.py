@@ -36,6 +36,16 @@ def test_benchmark_paste_json_is_the_only_stdout(tmp_path):
     assert result['xpaste_warm_ms'] > 0 and result['copypaste_ms'] > 0
 
 
+#: What ``benchmark_bank.py --json`` reports, GPU figures included (None on a CPU, with
+#: ``gpu_reason`` saying why).
+BANK_BENCHMARK_KEYS = {
+    'raw_generator_img_s', 'generator_img_s', 'pipeline_img_s', 'ratio', 'ratio_to_generator',
+    'stages', 'gpu_utilisation', 'gpu_busy_fraction', 'gpu_peak_memory_mb', 'gpu_reason',
+    'host_peak_memory_mb', 'host_peak_memory_workers_mb', 'stream', 'instances_written',
+    'settings', 'device'
+}
+
+
 @pytest.mark.slow
 def test_benchmark_bank_json_is_the_only_stdout(tmp_path):
     proc = run_tool('benchmark_bank.py', '--tiny', '--images', '4', '--workers', '1',
@@ -43,3 +53,23 @@ def test_benchmark_bank_json_is_the_only_stdout(tmp_path):
     result = parse_one_object(proc.stdout)
     assert result['instances_written'] == 4 and result['settings']['arch'] == 'tiny'
     assert proc.stderr  # the logs went somewhere else
+
+
+@pytest.mark.slow
+def test_benchmark_bank_cpu_preset_reports_every_field():
+    """``--preset cpu-tiny --json``: one JSON object with every field; the GPU figures are
+    None on a CPU, and ``gpu_reason`` says why."""
+    proc = run_tool('benchmark_bank.py', '--preset', 'cpu-tiny', '--json')
+    result = parse_one_object(proc.stdout)
+    assert set(result) == BANK_BENCHMARK_KEYS
+    assert result['settings']['preset'] == 'cpu-tiny' and result['device'] == 'cpu'
+    for key in ('raw_generator_img_s', 'generator_img_s', 'pipeline_img_s'):
+        assert result[key] > 0
+    assert result['ratio'] == pytest.approx(
+        result['pipeline_img_s'] / result['raw_generator_img_s'], rel=1e-2)
+    assert set(result['stages']) == {'generate', 'segment', 'score', 'filter', 'write'}
+    assert all(v > 0 for v in result['stages'].values())
+    assert result['gpu_utilisation'] is None and result['gpu_peak_memory_mb'] is None
+    assert result['gpu_busy_fraction'] is None and 'no CUDA device' in result['gpu_reason']
+    assert result['host_peak_memory_mb'] > 0
+    assert result['instances_written'] == result['settings']['images']

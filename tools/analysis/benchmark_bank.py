@@ -1,26 +1,43 @@
 """Bank builder throughput against its generator, with random-weight models (no download).
 
 Runs generate -> segment -> score -> filter -> write with a random-weight generator of a real
-architecture and reports, in the same run, the images/s of the whole pipeline and of the bare
-generator, their ratio, and each stage's own images/s::
+architecture and reports, in the same run, the images/s of the generator's own compute (raw:
+latents -> uint8 on the device), of the diffusers call as the build makes it, of the whole
+pipeline, their ratio, each stage's own images/s, the GPU's utilisation and peak memory::
 
-    python tools/analysis/benchmark_bank.py --arch sd15 --steps 50 --batch-size 32 --json
-    python tools/analysis/benchmark_bank.py --arch sd21 --steps 1 --guidance 0 \\
-        --batch-size 64 --images 512 --vae tiny --json        # SD-Turbo-like, fast variant
-    python tools/analysis/benchmark_bank.py --tiny --json      # CPU smoke run
+    python tools/analysis/benchmark_bank.py --preset paper --json       # SD 1.5, 50 steps, b32
+    python tools/analysis/benchmark_bank.py --preset turbo --json       # 1 step, b64, full VAE
+    python tools/analysis/benchmark_bank.py --preset turbo-tiny --segmenter classical sam --json
+    python tools/analysis/benchmark_bank.py --preset cpu-tiny --json    # CPU, under a minute
+
+A preset's settings can be overridden one by one (``--images 256``); without ``--preset`` the
+options describe the run alone (``--arch sd21 --steps 1 --guidance 0 ...``).
 """
 import argparse
 import contextlib
 import json
 
-from xpaste.testing.benchmark import run_benchmark
+from xpaste.testing.benchmark import BENCHMARK_SEGMENTERS, PRESETS, run_benchmark, run_preset
 from xpaste.utils.stdio import stdout_to_stderr
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Bank builder throughput vs the bare generator')
     parser.add_argument(
-        '--tiny', action='store_true', help='tiny architecture, few images: a CPU smoke run')
+        '--preset',
+        choices=sorted(PRESETS),
+        help='paper (SD 1.5, 50 steps, b32), turbo (SD 2.1 arch, 1 step, b64, full VAE), '
+        'turbo-tiny (the same with AutoencoderTiny), cpu-tiny (a CPU run under a minute)')
+    parser.add_argument('--tiny', action='store_true', help='the same as --preset cpu-tiny')
+    parser.add_argument(
+        '--segmenter',
+        nargs='+',
+        choices=BENCHMARK_SEGMENTERS,
+        dest='segmenters',
+        help='segmenters of the build (default: classical, in the CPU workers); sam and '
+        'clipseg run random-weight models of their real architectures on the GPU; several '
+        'make an ensemble')
+    parser.add_argument('--sam-type', help='SAM architecture: vit_b, vit_l or vit_h (default)')
     parser.add_argument('--arch', choices=['sd15', 'sd21', 'tiny'], help='default: sd15')
     parser.add_argument('--images', type=int, help='images per measurement (default 128)')
     parser.add_argument('--batch-size', type=int, help='generator batch size (default 32)')
@@ -40,6 +57,8 @@ def parse_args(argv=None):
     parser.add_argument('--segment-side', type=int, help='classical segmenter working side')
     parser.add_argument(
         '--compile', action='store_true', default=None, help='torch.compile the UNet')
+    parser.add_argument(
+        '--compile-vae', action='store_true', default=None, help='torch.compile the VAE decoder')
     parser.add_argument('--work-dir', help='keep the build here (default: a temporary dir)')
     parser.add_argument(
         '--json',
@@ -53,14 +72,16 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    options = {k: v for k, v in vars(args).items() if k not in ('tiny', 'json') and v is not None}
-    if args.tiny:
-        options = dict(dict(arch='tiny', images=16, batch_size=4, steps=2, workers=2), **options)
+    preset = 'cpu-tiny' if args.tiny and not args.preset else args.preset
+    options = {
+        k: v
+        for k, v in vars(args).items() if k not in ('tiny', 'json', 'preset') and v is not None
+    }
     if args.work_dir:
         options['keep'] = True
     # with --json and no PATH, stdout holds the json object alone; logs go to stderr
     with stdout_to_stderr() if args.json == '-' else contextlib.nullcontext():
-        result = run_benchmark(**options)
+        result = run_preset(preset, **options) if preset else run_benchmark(**options)
     text = json.dumps(result, indent=1)
     if args.json == '-':
         print(text)

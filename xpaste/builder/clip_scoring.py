@@ -11,7 +11,9 @@ embedding of a class is the normalised mean over ``text_templates``. Two scores 
 
 Inputs are prepared with OpenCV (:func:`prepare_whole`, :func:`prepare_cutout`: plain functions
 that the CPU workers can run) and normalised and encoded in batches on the GPU by
-:class:`ClipScorer`.
+:class:`ClipScorer`. Images that are on the GPU already (a generator's output) are prepared
+there (:func:`prepare_whole_tensor`), and the inputs of several chunks share full batches
+(:meth:`ClipScorer.encode_many`).
 """
 import logging
 import os.path as osp
@@ -58,6 +60,34 @@ def prepare_cutout(image: np.ndarray,
     """A cut-out as CLIP input: the object on white, square box crop, resized; RGB uint8."""
     crop = cutout_on_white(image, mask, margin=margin, square=True)
     return np.ascontiguousarray(_resize_to(crop, (size, size))[..., ::-1])
+
+
+def prepare_whole_tensor(images, size: int):
+    """:func:`prepare_whole` of BGR uint8 images ``(N, H, W, 3)`` of one size, on their own
+    device (e.g. a generator's GPU): shorter side to ``size``, centre crop; RGB uint8
+    ``(N, S, S, 3)`` on the same device.
+
+    The sizes and the crop are open_clip's (torchvision's ``Resize(size)``: the longer side
+    becomes ``int(size * long / short)``; ``CenterCrop``: offsets rounded), and the resize is
+    bicubic with antialiasing (``torch.nn.functional.interpolate``), rounded to uint8 as PIL's
+    is: the inputs are within a few grey levels of open_clip's own PIL preprocessing (PIL's
+    and torch's bicubic kernels differ slightly), closer than :func:`prepare_whole`'s OpenCV
+    area/cubic resize.
+    """
+    import torch
+    import torch.nn.functional as F
+    h, w = int(images.shape[1]), int(images.shape[2])
+    if h <= w:
+        nh, nw = size, max(size, int(size * w / h))
+    else:
+        nh, nw = max(size, int(size * h / w)), size
+    x = images.flip(-1).permute(0, 3, 1, 2)
+    if (nh, nw) != (h, w):
+        x = F.interpolate(
+            x.float(), size=(nh, nw), mode='bicubic', antialias=True, align_corners=False)
+        x = x.round_().clamp_(0, 255).to(torch.uint8)
+    top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
+    return x[:, :, top:top + size, left:left + size].permute(0, 2, 3, 1).contiguous()
 
 
 class ClipScorer:
@@ -239,8 +269,11 @@ class ClipScorer:
             self._text_cache[name] = torch.nn.functional.normalize(emb, dim=0)
         return self._text_cache[name]
 
-    def encode(self, inputs: np.ndarray) -> np.ndarray:
+    def encode(self, inputs) -> np.ndarray:
         """Normalised image embeddings of prepared RGB uint8 inputs ``(N, S, S, 3)``.
+
+        Args:
+            inputs (np.ndarray | torch.Tensor): The inputs, on the host or on any device.
 
         Returns:
             np.ndarray: float32 ``(N, D)``.
@@ -250,7 +283,9 @@ class ClipScorer:
             self.setup()
         out = []
         for start in range(0, len(inputs), self.batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(inputs[start:start + self.batch_size]))
+            batch = inputs[start:start + self.batch_size]
+            if not torch.is_tensor(batch):
+                batch = torch.from_numpy(np.ascontiguousarray(batch))
             batch = batch.to(self._device, non_blocking=True).permute(0, 3, 1, 2).float()
             batch = ((batch - self._mean) / self._std).to(self._dtype)
             with torch.inference_mode():
@@ -259,6 +294,31 @@ class ClipScorer:
         if not out:
             return np.zeros((0, 0), np.float32)
         return torch.cat(out).numpy()
+
+    def encode_many(self, groups: Sequence) -> list:
+        """:meth:`encode` of several groups of inputs (e.g. the cut-outs of several chunks) in
+        shared batches of ``batch_size``: the same embeddings, in fewer and fuller forwards.
+
+        Args:
+            groups (Sequence): Inputs ``(N_i, S, S, 3)`` (numpy arrays or tensors).
+
+        Returns:
+            list[np.ndarray]: float32 ``(N_i, D)`` per group.
+        """
+        import torch
+        if self._input_size is None:
+            self.setup()
+        parts = [
+            g if torch.is_tensor(g) else torch.from_numpy(np.ascontiguousarray(g)) for g in groups
+            if len(g)
+        ]
+        if not parts:
+            return [np.zeros((0, 0), np.float32) for _ in groups]
+        devices = {p.device for p in parts}
+        if len(devices) > 1:
+            parts = [p.to(self._device) for p in parts]
+        flat = self.encode(torch.cat(parts))
+        return np.split(flat, np.cumsum([len(g) for g in groups])[:-1])
 
     def scores(self, embeddings: np.ndarray, category: dict) -> np.ndarray:
         """``100 * cos`` of normalised embeddings ``(N, D)`` with the class text (N,)."""

@@ -79,6 +79,18 @@ BUILD_DEFAULTS = dict(
     # (inline); max_pending: chunks in flight (a bounded queue), None -> 2 * num_workers;
     # start_method of worker processes.
     workers=dict(type='process', num_workers=2, max_pending=None, start_method='spawn'),
+    # How the streamed stages keep a GPU generator busy (none of it changes what is written,
+    # except device_scores, see below). background: finish chunks (GPU segmenters, CLIP, score
+    # files, filter) in a thread of their own, with its own CUDA stream, while the main thread
+    # only generates: 'auto' (when the source runs on the GPU), True or False. device_scores:
+    # whole-image CLIP inputs made from the generator's images while they are still on the GPU
+    # (bicubic antialiased resize, as open_clip's own preprocessing; the workers' OpenCV resize
+    # otherwise; image scores differ by a fraction of a point): 'auto' (when they are on a
+    # GPU), True or False. score_batch: CLIP inputs per forward pass, gathered across the
+    # chunks waiting in the background finisher (None: score.batch_size). shared_memory:
+    # images made in the main process reach worker processes through shared memory instead of
+    # pickles.
+    stream=dict(background='auto', device_scores='auto', score_batch=None, shared_memory=True),
     # Seconds a rank waits for other ranks' outputs (None: 0 for one rank, 24 h for several)
     # and seconds between checks.
     dist=dict(wait_timeout=None, poll_interval=10.0),
@@ -96,7 +108,11 @@ RECORDED_WHEN_SET = {
     'prompts': dict(attributes=None, max_prompts=None, order='product', prompt_file_mode='replace'),
     'filter': dict(real_similarity=None),
     'write': dict(keep_versions=1),
+    'stream': dict(background='auto', device_scores='auto', score_batch=None, shared_memory=True),
 }
+# Sections added after banks were first built: left out of the recorded settings as a whole
+# while all their options keep the defaults of RECORDED_WHEN_SET.
+_ADDED_SECTIONS = ('stream', )
 # Keys of an mmengine Config that are not build options.
 _NOT_OPTIONS = ('filename', 'text', 'pretty_text', '_base_', 'custom_imports')
 
@@ -151,4 +167,6 @@ def recorded_options(cfg: dict) -> dict:
             for key, default in defaults.items():
                 if key in out[section] and out[section][key] == default:
                     del out[section][key]
+            if section in _ADDED_SECTIONS and not out[section]:
+                del out[section]
     return out

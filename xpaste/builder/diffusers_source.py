@@ -7,6 +7,7 @@ a source is looked up; diffusers and torch are imported when the model loads.
 import json
 import logging
 import os.path as osp
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -15,7 +16,46 @@ from mmengine.logging import print_log
 from xpaste.utils.checks import check_number
 from .hub import (SINGLE_FILE_SUFFIXES, check_model_source, dtype_kwargs, load_error,
                   resolve_device, resolve_dtype, torch_dtype)
-from .sources import DEFAULT_BLACK_MAX, SOURCES, BaseSource, SourceItem, check_image
+from .sources import (DEFAULT_BLACK_MAX, SOURCES, BaseSource, SourceItem, black_message,
+                      check_image)
+
+#: Where the generator's float images become uint8 (``DiffusersSource.postprocess``).
+POSTPROCESS_MODES = ('device', 'host')
+
+
+@dataclass
+class DeviceSourceItem(SourceItem):
+    """A :class:`~xpaste.builder.sources.SourceItem` whose image also stays on the generator's
+    device.
+
+    Attributes:
+        device_image (torch.Tensor, optional): The same BGR uint8 ``(H, W, 3)`` pixels as
+            ``image``, on the generator's device (whole-image CLIP scores are computed from it
+            without a round trip through the host). Never sent to worker processes.
+    """
+
+    device_image: Optional[object] = None
+
+
+def images_to_uint8(images) -> tuple:
+    """diffusers' ``output_type='pt'`` images as uint8, on their device.
+
+    The same arithmetic as the host path (:func:`array_item` on ``output_type='np'``: float32, ``x * 255 + 0.5`` clipped to [0, 255], truncated), so the
+    pixels are equal bit for bit; the NaN/inf and black checks run on the device too.
+
+    Args:
+        images (torch.Tensor): ``(N, 3, H, W)`` RGB in [0, 1] (any float dtype).
+
+    Returns:
+        tuple: BGR uint8 ``(N, H, W, 3)`` (contiguous, on the device), per image whether all
+        its pixels are finite ``(N,)`` bool, and its brightest uint8 value ``(N,)``.
+    """
+    import torch
+    x = images.permute(0, 2, 3, 1).float()
+    finite = torch.isfinite(x).flatten(1).all(1)
+    rgb = (x * 255.0 + 0.5).clamp_(0, 255).to(torch.uint8)
+    bgr = rgb.flip(-1).contiguous()
+    return bgr, finite, bgr.flatten(1).amax(1)
 
 
 @SOURCES.register_module()
@@ -56,6 +96,13 @@ class DiffusersSource(BaseSource):
         device (str): ``'auto'``, ``'cuda'`` (``cuda:<LOCAL_RANK>``), ``'cpu'``...
             Defaults to ``'auto'``.
         compile (bool): ``torch.compile`` the UNet/transformer. Defaults to False.
+        compile_vae (bool): ``torch.compile`` the VAE decoder (80 % of the time of a 1-step
+            generator with the full VAE). Defaults to False.
+        postprocess (str): ``'device'``: ask diffusers for tensors (``output_type='pt'``) and
+            convert them to uint8 and check them for NaN and black images on the generator's
+            device (:func:`images_to_uint8`); only uint8 pixels cross to the host, and they
+            stay on the device for whole-image CLIP scores. ``'host'``: diffusers' numpy output
+            converted on the host. Both give the same pixels. Defaults to ``'device'``.
         pipeline_kwargs (dict, optional): More keyword arguments of ``from_pretrained``
             (e.g. ``variant='fp16'``). Defaults to None.
         call_kwargs (dict, optional): More keyword arguments of the pipeline call.
@@ -95,15 +142,20 @@ class DiffusersSource(BaseSource):
                  black_max: int = DEFAULT_BLACK_MAX,
                  pipeline_class: Optional[str] = None,
                  config: Optional[str] = None,
-                 original_config: Optional[str] = None):
-        num_inference_steps = check_number('DiffusersSource.num_inference_steps',
-                                           num_inference_steps, 1, integer=True)
+                 original_config: Optional[str] = None,
+                 compile_vae: bool = False,
+                 postprocess: str = 'device'):
+        num_inference_steps = check_number(
+            'DiffusersSource.num_inference_steps', num_inference_steps, 1, integer=True)
         batch_size = check_number('DiffusersSource.batch_size', batch_size, 1, integer=True)
         for key, value in (('height', height), ('width', width)):
             if value is not None and (not isinstance(value, int) or value % 8):
                 raise ValueError(f'DiffusersSource.{key} must be None or a multiple of 8, '
                                  f'got {value!r}')
         torch_dtype(dtype)  # validates the name
+        if postprocess not in POSTPROCESS_MODES:
+            raise ValueError(f'DiffusersSource.postprocess must be one of {POSTPROCESS_MODES}, '
+                             f'got {postprocess!r}')
         if vae is not None and (not isinstance(vae, dict) or 'path' not in vae):
             raise ValueError(f"DiffusersSource.vae must be dict(type=..., path=...), got {vae!r}")
         self.model = model
@@ -118,6 +170,8 @@ class DiffusersSource(BaseSource):
         self.safety_checker = safety_checker
         self.device = device
         self.compile = compile
+        self.compile_vae = compile_vae
+        self.postprocess = postprocess
         self.pipeline_kwargs = dict(pipeline_kwargs or {})
         self.call_kwargs = dict(call_kwargs or {})
         self.black_max = black_max
@@ -230,6 +284,9 @@ class DiffusersSource(BaseSource):
             module = getattr(pipe, denoiser)
             if not hasattr(module, '_orig_mod'):  # not compiled yet
                 setattr(pipe, denoiser, torch.compile(module))
+        vae = getattr(pipe, 'vae', None)
+        if self.compile_vae and vae is not None and not hasattr(vae.decoder, '_orig_mod'):
+            vae.decoder = torch.compile(vae.decoder)
         self._device = device
         self._ready = True
 
@@ -269,29 +326,20 @@ class DiffusersSource(BaseSource):
                     num_inference_steps=self.num_inference_steps,
                     guidance_scale=self.guidance_scale,
                     generator=generators,
-                    output_type='np',
+                    output_type='pt' if self.postprocess == 'device' else 'np',
                     **kwargs)
-            nsfw = getattr(out, 'nsfw_content_detected', None) or [False] * len(batch_prompts)
-            for i, (index, prompt,
-                    seed) in enumerate(zip(indices[start:stop], batch_prompts, batch_seeds)):
-                items.append(self._to_item(out.images[i], bool(nsfw[i]), index, prompt, seed))
+                nsfw = getattr(out, 'nsfw_content_detected', None) or [False] * len(batch_prompts)
+                meta = list(zip(indices[start:stop], batch_prompts, batch_seeds, nsfw))
+                nan = (f'the generator returned NaN/inf pixels (model {self.model!r}, dtype '
+                       f'{self.dtype}): try float32 or bfloat16, or another VAE')
+                if torch.is_tensor(out.images):
+                    items += tensor_items(out.images, meta, self.black_max, nan)
+                else:  # numpy (output_type='np', or a pipeline that returns numpy anyway)
+                    items += [
+                        array_item(out.images[i], m, self.black_max, nan)
+                        for i, m in enumerate(meta)
+                    ]
         return items
-
-    def _to_item(self, image: np.ndarray, nsfw: bool, index: int, prompt: str,
-                 seed: int) -> SourceItem:
-        item = SourceItem(index=index, prompt=prompt, seed=seed)
-        image = np.asarray(image, dtype=np.float32)
-        if not np.isfinite(image).all():
-            item.status = 'nan'
-            item.message = (f'the generator returned NaN/inf pixels (model {self.model!r}, '
-                            f'dtype {self.dtype}): try float32 or bfloat16, or another VAE')
-            return item
-        if nsfw:
-            item.status, item.message = 'black', 'the safety checker flagged the image'
-            return item
-        rgb = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        item.image = np.ascontiguousarray(rgb[..., ::-1])
-        return check_image(item, self.black_max)
 
     def describe(self):
         return dict(
@@ -311,6 +359,64 @@ class DiffusersSource(BaseSource):
                 for key in ('pipeline_class', 'config', 'original_config')
                 if getattr(self, key) is not None
             })
+
+
+def tensor_items(images, meta: list, black_max: int, nan_message: str) -> list[SourceItem]:
+    """Items of a batch of ``output_type='pt'`` images: uint8 conversion and checks on the
+    device (:func:`images_to_uint8`), one transfer of the uint8 batch to the host.
+
+    Args:
+        images (torch.Tensor): ``(N, 3, H, W)`` RGB in [0, 1].
+        meta (list[tuple]): Per image ``(index, prompt, seed, nsfw)``.
+        black_max (int): Brightest pixel value of a black image.
+        nan_message (str): The message of an image with NaN/inf pixels.
+
+    Returns:
+        list[DeviceSourceItem]: One per image; usable ones keep their pixels on the device too.
+    """
+    import torch
+    bgr, finite, peak = images_to_uint8(images)
+    host = bgr.cpu()
+    finite, peak = finite.tolist(), peak.tolist()
+    keep = bgr.device.type != 'cpu'  # a CPU tensor is the host copy already
+    items = []
+    for i, (index, prompt, seed, nsfw) in enumerate(meta):
+        item = DeviceSourceItem(index=index, prompt=prompt, seed=seed)
+        if not finite[i]:
+            item.status, item.message = 'nan', nan_message
+        elif nsfw:
+            item.status, item.message = 'black', 'the safety checker flagged the image'
+        elif peak[i] <= black_max:
+            item.status, item.message = 'black', black_message(peak[i], black_max)
+        else:
+            item.image = host[i].numpy()
+            item.device_image = bgr[i] if keep else torch.from_numpy(item.image)
+        items.append(item)
+    return items
+
+
+def array_item(image: np.ndarray, meta: tuple, black_max: int, nan_message: str) -> SourceItem:
+    """The item of one float RGB image in [0, 1] of ``output_type='np'`` (the host path):
+    NaN/inf check, safety-checker flag, uint8 conversion, black check.
+
+    Args:
+        image (np.ndarray): ``(H, W, 3)``.
+        meta (tuple): ``(index, prompt, seed, nsfw)``.
+        black_max (int): Brightest pixel value of a black image.
+        nan_message (str): The message of an image with NaN/inf pixels.
+    """
+    index, prompt, seed, nsfw = meta
+    item = SourceItem(index=index, prompt=prompt, seed=seed)
+    image = np.asarray(image, dtype=np.float32)
+    if not np.isfinite(image).all():
+        item.status, item.message = 'nan', nan_message
+        return item
+    if nsfw:
+        item.status, item.message = 'black', 'the safety checker flagged the image'
+        return item
+    rgb = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    item.image = np.ascontiguousarray(rgb[..., ::-1])
+    return check_image(item, black_max)
 
 
 def _diffusers_class(module, name: str, what: str):

@@ -7,7 +7,8 @@
 
 Jobs and results are pickled to and from worker processes: they hold plain data, numpy arrays
 and the components a worker runs (a CPU source, CPU segmenters), never the main process's GPU
-models.
+models. Images made in the main process travel to worker processes through shared memory
+(:mod:`xpaste.builder.shm`): the job then carries their handle instead of the pixels.
 
 Worker processes (:func:`make_executor`) leave SIGINT and SIGTERM to the main process, which
 finishes the units in flight and stops (:mod:`xpaste.builder.interrupt`), and exit on their own
@@ -28,6 +29,7 @@ import numpy as np
 
 from xpaste.bank import BankWriter
 from xpaste.utils.fileio import atomic_write_json, read_json
+from .shm import SharedImages, take_images
 from .sources import BaseSource, SourceItem, source_label
 from .stages.generate import generate_chunks, load_generated, load_item_image, save_generated
 from .stages.score import clip_inputs
@@ -67,6 +69,10 @@ class ChunkJob:
         return_images (bool): Send the images back (GPU segmenters need them and the main
             process does not hold them).
         single_thread (bool): One OpenCV thread (in a worker process).
+        shared (SharedImages, optional): The pixels of ``items`` (whose ``image`` is then
+            None) in shared memory. Defaults to None.
+        clip_whole (bool): Prepare whole-image CLIP inputs (False: the main process scores
+            the whole images from its own copy on the GPU). Defaults to True.
     """
 
     work_dir: str
@@ -86,6 +92,8 @@ class ChunkJob:
     clip_margin: float = 0.0
     return_images: bool = False
     single_thread: bool = False
+    shared: Optional[SharedImages] = None
+    clip_whole: bool = True
 
 
 @dataclass
@@ -97,7 +105,8 @@ class ChunkResult:
         messages (list[str]): One warning per unusable image generated in the worker.
         empty (dict): Per segmenter run or loaded, whether each image has no (or an empty)
             mask.
-        whole (np.ndarray, optional): Whole-image CLIP inputs ``(N, S, S, 3)``.
+        whole (np.ndarray, optional): Whole-image CLIP inputs ``(N, S, S, 3)`` (None
+            without ``clip_whole``).
         cuts (dict): Per segmenter, cut-out CLIP inputs.
         images (list, optional): The images (``return_images``), None for unusable ones.
     """
@@ -126,6 +135,9 @@ def cpu_chunk_job(job: ChunkJob) -> ChunkResult:
     if job.single_thread:
         cv2.setNumThreads(1)
     items, messages = job.items, []
+    if job.shared is not None:
+        for item, image in zip(items, take_images(job.shared)):
+            item.image = image
     if job.source is not None:
         (items, messages), = generate_chunks(job.source, [job.request])
     if items is not None:
@@ -144,7 +156,8 @@ def cpu_chunk_job(job: ChunkJob) -> ChunkResult:
     empty = {name: empty_masks(ms) for name, ms in masks.items()}
     result = ChunkResult(status=status, messages=messages, empty=empty)
     if job.clip_size:
-        result.whole, result.cuts = clip_inputs(images, masks, job.clip_size, job.clip_margin)
+        result.whole, result.cuts = clip_inputs(images, masks, job.clip_size, job.clip_margin,
+                                                job.clip_whole)
     if job.return_images:
         result.images = images
     return result

@@ -8,7 +8,7 @@ the sections read by key, of being silently ignored.
 The known names of a section are the arguments of what it builds (``inspect.signature``: a
 registered source, segmenter, :class:`~xpaste.builder.clip_scoring.ClipScorer`,
 :class:`~xpaste.builder.filters.InstanceFilter`, ...) or, for a section read by key
-(``generate``, ``segment``, ``write``, ``report``, ``workers``, ``dist``), the keys of
+(``generate``, ``segment``, ``write``, ``report``, ``workers``, ``stream``, ``dist``), the keys of
 :data:`~xpaste.builder.defaults.BUILD_DEFAULTS`.
 """
 import difflib
@@ -24,7 +24,7 @@ from .sources import SOURCES
 
 _KEYWORD = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 # The sections read by key: their options are the keys of their defaults.
-_BY_KEY = ('generate', 'segment', 'write', 'report', 'workers', 'dist')
+_BY_KEY = ('generate', 'segment', 'write', 'report', 'workers', 'stream', 'dist')
 
 
 def accepted_options(target: Callable, skip: Sequence[str] = ()) -> Optional[list]:

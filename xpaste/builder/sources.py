@@ -94,9 +94,14 @@ def check_image(item: SourceItem, black_max: int = DEFAULT_BLACK_MAX) -> SourceI
         item.status, item.message, item.image = 'corrupt', f'no usable image (shape {shape})', None
     elif int(image.max()) <= black_max:
         item.status, item.image = 'black', None
-        item.message = (f'black image (max {int(image.max())} <= {black_max}): a safety '
-                        'checker or a diverged generator')
+        item.message = black_message(int(image.max()), black_max)
     return item
+
+
+def black_message(peak: int, black_max: int = DEFAULT_BLACK_MAX) -> str:
+    """Why an image whose brightest pixel is ``peak`` was dropped as black."""
+    return (f'black image (max {peak} <= {black_max}): a safety checker or a diverged '
+            'generator')
 
 
 class BaseSource:

@@ -2,35 +2,42 @@
 
 The main process generates (GPU; a batched generator fills its batches across chunks) and hands
 each chunk to a pool of CPU workers (``workers``) that save the images, run the CPU segmenters
-and prepare CLIP inputs (:func:`~xpaste.builder.jobs.cpu_chunk_job`). At most
-``workers.max_pending`` chunks are in flight (a bounded queue); finished chunks come back to the
-main process for the GPU segmenters and CLIP. Images generated in the main process stay there:
-workers send images back only when the main process does not hold them. When the last chunk of
-a class whose chunks are all on this rank is done, the class is filtered and its bank part
-written by the workers while generation goes on. The log reports how long the main process
-generated, ran GPU models, and waited for the workers.
+and prepare CLIP inputs (:func:`~xpaste.builder.jobs.cpu_chunk_job`). Images made in the main
+process reach worker processes through shared memory (``stream.shared_memory``,
+:mod:`xpaste.builder.shm`), not pickles. Finished chunks come back for the GPU segmenters and
+CLIP (:class:`~xpaste.builder.finisher.ChunkFinisher`): in the main thread between
+submissions for a CPU source, in a thread of its own (with its own CUDA stream) for a GPU
+source, so that the main thread only generates (``stream.background``). At most
+``workers.max_pending`` chunks are in flight (a bounded queue; a generator batch that spans
+more chunks still goes whole). Images generated in the main process stay there: workers send
+images back only when the main process does not hold them. When the last chunk of a class
+whose chunks are all on this rank is done, the class is filtered and its bank part written by
+the workers while generation goes on. The log reports how long the main process generated,
+ran GPU models, and waited for the workers.
 
 On SIGTERM/SIGINT (:mod:`xpaste.builder.interrupt`) the stream submits nothing more, cancels the
 chunks not yet started, finishes those in the workers (their outputs are saved, the bank parts
 being written are committed and marked) and raises
 :class:`~xpaste.builder.interrupt.BuildInterrupted`.
 """
-import logging
 import time
-from collections import Counter, deque
-from concurrent.futures import Executor, Future
-from dataclasses import asdict, dataclass, field
+from collections import Counter
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Iterator, Optional, Sequence
 
 from mmengine.logging import print_log
 
+from .finisher import ChunkFinisher, InFlight, warn
 from .interrupt import StopRequest
-from .jobs import ChunkJob, ChunkResult, MaskOutput, cpu_chunk_job, make_executor, write_class_job
+from .jobs import ChunkJob, MaskOutput, cpu_chunk_job, make_executor
 from .layout import STREAM_STAGES, Chunk
 from .progress import RankProgress, make_progress
+from .shm import SharedSegments
+from .sources import SourceItem
 from .stages.generate import GenerateStage, generate_chunks
-from .stages.score import ScoreStage, clip_inputs
-from .stages.segment import SegmentStage, empty_masks, segment_and_save
+from .stages.score import ScoreStage
+from .stages.segment import SegmentStage
 
 if TYPE_CHECKING:
     from .context import BuildContext
@@ -52,6 +59,10 @@ class StreamStats:
         bad (dict): Unusable images by status.
         classes_written (int): Classes filtered and written on the way.
         seconds (float): Wall time of the stream.
+        slot_wait_s (float): Seconds the main thread waited for room in the bounded queue
+            (background finisher only).
+        max_in_flight (int): Most chunks in flight at once (background finisher only).
+        background (bool): Whether chunks were finished in a thread of their own.
     """
 
     images: int = 0
@@ -63,6 +74,9 @@ class StreamStats:
     bad: dict = field(default_factory=dict)
     classes_written: int = 0
     seconds: float = 0.0
+    slot_wait_s: float = 0.0
+    max_in_flight: int = 0
+    background: bool = False
 
 
 @dataclass
@@ -76,15 +90,6 @@ class ChunkTodo:
 
 
 @dataclass
-class _InFlight:
-    """A chunk in the workers; ``images`` when the main process holds them (made here)."""
-
-    todo: ChunkTodo
-    future: Future
-    images: Optional[list]
-
-
-@dataclass
 class _Run:
     """The state of one :meth:`StreamScheduler.run`."""
 
@@ -95,8 +100,8 @@ class _Run:
     then: Sequence[str]
     local: set
     remaining: Counter
-    pending: deque = field(default_factory=deque)
     writes: list = field(default_factory=list)
+    segments: Optional[SharedSegments] = None
 
 
 class StreamScheduler:
@@ -123,6 +128,7 @@ class StreamScheduler:
         self.score = ScoreStage(ctx, self)
         self.filter = filter_stage
         self.write = write_stage
+        check_stream_options(ctx.cfg['stream'])
 
     @property
     def stages(self) -> tuple:
@@ -159,38 +165,51 @@ class StreamScheduler:
                 logger='current')
             return asdict(stats)
         self._setup_models(todo, do_seg, do_score)
-        workers = ctx.cfg['workers']
+        workers, options = ctx.cfg['workers'], ctx.cfg['stream']
         remaining = Counter(t.chunk.cat for t in todo)
         local = {c for c in remaining if ctx.plan.is_local(c)} if then else set()
+        executor = make_executor(workers)
         run = _Run(
             stats=stats,
-            executor=make_executor(workers),
+            executor=executor,
             progress=make_progress(ctx, '/'.join(stages), sum(len(t.chunk) for t in todo)),
             max_pending=workers['max_pending'] or 2 * max(1, int(workers['num_workers'] or 0)),
             then=then,
             local=local,
-            remaining=remaining)
+            remaining=remaining,
+            segments=(SharedSegments() if options['shared_memory']
+                      and isinstance(executor, ProcessPoolExecutor) else None))
+        gpu_source = do_gen and ctx.source.uses_gpu
+        background = options['background']
+        stats.background = bool(gpu_source if background == 'auto' else background)
+        finisher = ChunkFinisher(
+            self,
+            run,
+            background=stats.background,
+            score_batch=options['score_batch'] or getattr(ctx.scorer, 'batch_size', 256),
+            device=getattr(ctx.source, '_device', None) if gpu_source else None)
         start = time.perf_counter()
         try:
             for group in self._groups(todo):
-                if self.stop.stopping(f'{len(run.pending)} chunks in flight'):
-                    # chunks the workers have not started are dropped; the others finish
-                    run.pending = deque(p for p in run.pending if not p.future.cancel())
+                if self.stop.stopping(f'{len(finisher.pending)} chunks in flight'):
+                    finisher.cancel_unstarted()  # the chunks the workers have started finish
                     break
-                self._submit(group, run)
-                self._drain(run, until=run.max_pending)
-            self._drain(run, until=1)
-            self._collect_writes(run)
+                finisher.reserve(len(group))
+                self._submit(group, run, finisher)
+                finisher.drain(until=run.max_pending)
+            finisher.close()
         except BaseException:
-            for inflight in run.pending:
-                inflight.future.cancel()
+            finisher.abort()
             raise
         finally:
             run.progress.close()
             run.executor.shutdown(wait=True, cancel_futures=True)
-        self.stop.check(
-            '/'.join(stages), f'{stats.chunks} chunks and {stats.classes_written} bank parts '
-            'done now')
+            if run.segments is not None:
+                run.segments.close()
+        stats.max_in_flight = finisher.slots.max_used
+        self.stop.check('/'.join(stages),
+                        f'{stats.chunks} chunks and {stats.classes_written} bank parts '
+                        'done now')
         stats.seconds = time.perf_counter() - start
         self._log(stages, stats)
         return asdict(stats)
@@ -251,29 +270,60 @@ class StreamScheduler:
             i += len(group)
             yield group
 
-    def _submit(self, group: list[ChunkTodo], run: _Run) -> None:
+    def _submit(self, group: list[ChunkTodo], run: _Run, finisher: ChunkFinisher) -> None:
         """Generate a group's images here if the source is on the GPU, then hand each chunk
-        to the workers."""
+        to the workers and to the finisher."""
         source = self.ctx.source
         generated = [(None, [])] * len(group)
         if group[0].generate and source.uses_gpu:
             t0 = time.perf_counter()
             generated = generate_chunks(source, [self.generate.requests(t.chunk) for t in group])
             run.stats.generate_s += time.perf_counter() - t0
+        event = None
         for todo, (items, messages) in zip(group, generated):
-            _warn(messages)
+            warn(messages)
             images = None  # kept here for the GPU segmenters
             if items is not None and any(s.uses_gpu for s in todo.segmenters):
                 images = [item.image if item.status == 'ok' else None for item in items]
-            job = self._job(todo, items)
-            run.pending.append(_InFlight(todo, run.executor.submit(cpu_chunk_job, job), images))
+            device_images = self._device_images(todo, items)
+            if device_images is not None and event is None:
+                event = _cuda_event(device_images)
+            job, shared = self._job(todo, items, run, whole=device_images is None)
+            future = run.executor.submit(cpu_chunk_job, job)
+            if shared is not None:
+                run.segments.free_when_done(shared, future)
+            finisher.put(InFlight(todo, future, images, device_images, event))
 
-    def _job(self, todo: ChunkTodo, items: Optional[list]) -> ChunkJob:
-        """The CPU part of a chunk; ``items``: its images when made here."""
+    def _device_images(self, todo: ChunkTodo, items: Optional[list]) -> Optional[list]:
+        """Per image, its pixels on the generator's device, when whole-image CLIP inputs are
+        made from them (``stream.device_scores``: 'auto' when they are on a GPU); else None."""
+        setting = self.ctx.cfg['stream']['device_scores']
+        if not todo.score or items is None or setting is False:
+            return None
+        device = [
+            getattr(item, 'device_image', None) if item.status == 'ok' else None for item in items
+        ]
+        ok = [d for d in device if d is not None]
+        if len(ok) != sum(item.status == 'ok' for item in items) or not ok:
+            return None
+        if setting == 'auto' and ok[0].device.type != 'cuda':
+            return None
+        return device
+
+    def _job(self, todo: ChunkTodo, items: Optional[list], run: _Run, whole: bool) -> tuple:
+        """The CPU part of a chunk (``items``: its images when made here) and the handle of
+        its images in shared memory (None when they travel in the job)."""
         ctx, layout, chunk = self.ctx, self.ctx.layout, todo.chunk
         in_worker = todo.generate and not ctx.source.uses_gpu  # a CPU source generates there
         fresh = {s.name for s in todo.segmenters}
-        return ChunkJob(
+        shared = None
+        if items is not None:
+            items = [_host_item(item) for item in items]  # no device tensors to the workers
+            if run.segments is not None:
+                shared = run.segments.share([item.image for item in items])
+                for item in items:
+                    item.image = None
+        job = ChunkJob(
             work_dir=ctx.work_dir,
             category=ctx.categories[chunk.cat],
             cat_key=layout.keys[chunk.cat],
@@ -297,65 +347,10 @@ class StreamScheduler:
             clip_size=ctx.scorer.input_size if todo.score else 0,
             clip_margin=ctx.scorer.cutout_margin if todo.score else 0.0,
             return_images=items is None and any(s.uses_gpu for s in todo.segmenters),
-            single_thread=ctx.cfg['workers']['type'] == 'process')
-
-    def _drain(self, run: _Run, until: int) -> None:
-        """Finish chunks in order while ``until`` or more are in flight, and those already
-        done."""
-        while run.pending and (len(run.pending) >= until or run.pending[0].future.done()):
-            self._finish(run.pending.popleft(), run)
-
-    def _finish(self, inflight: _InFlight, run: _Run) -> None:
-        """The main-process part of a chunk back from the workers (GPU segmenters, CLIP),
-        then its class's filter and write if that was the class's last chunk."""
-        ctx, stats, todo = self.ctx, run.stats, inflight.todo
-        t0 = time.perf_counter()
-        result: ChunkResult = inflight.future.result()
-        stats.wait_s += time.perf_counter() - t0
-        _warn(result.messages)
-        t0 = time.perf_counter()
-        self._gpu_part(todo, result,
-                       inflight.images if inflight.images is not None else result.images)
-        stats.gpu_s += time.perf_counter() - t0
-        stats.images += result.num_images
-        stats.chunks += 1
-        for status in result.status:
-            if status != 'ok':
-                stats.bad[status] = stats.bad.get(status, 0) + 1
-        run.progress.update(result.num_images)
-        cat = todo.chunk.cat
-        run.remaining[cat] -= 1
-        if run.remaining[cat] == 0 and cat in run.local and not self.stop.requested:
-            t0 = time.perf_counter()
-            self.filter.filter_class(cat)
-            if 'write' in run.then:
-                run.writes.append((cat, run.executor.submit(write_class_job, self.write.job(cat))))
-            stats.gpu_s += time.perf_counter() - t0
-
-    def _gpu_part(self, todo: ChunkTodo, result: ChunkResult, images: Optional[list]) -> None:
-        """Run the GPU segmenters still to do on a chunk, then score it if asked."""
-        ctx, chunk = self.ctx, todo.chunk
-        empty, cuts = dict(result.empty), dict(result.cuts)
-        for seg in [s for s in todo.segmenters if s.uses_gpu]:
-            masks = segment_and_save(
-                self.segment.path(chunk, seg.name), ctx.layout.meta('segment', chunk, seg.name),
-                seg, images, ctx.categories[chunk.cat], ctx.largest)
-            empty[seg.name] = empty_masks(masks)
-            if todo.score:
-                _, gpu_cuts = clip_inputs(images, {seg.name: masks}, ctx.scorer.input_size,
-                                          ctx.scorer.cutout_margin)
-                cuts.update(gpu_cuts)
-        if todo.score:
-            self.score.score_chunk(chunk, result.status, result.whole, cuts, empty)
-
-    def _collect_writes(self, run: _Run) -> None:
-        """Wait for the bank parts written on the way (each job marks its class done as soon
-        as its part is committed)."""
-        t0 = time.perf_counter()
-        for _, future in run.writes:
-            future.result()
-        run.stats.wait_s += time.perf_counter() - t0
-        run.stats.classes_written = len(run.writes)
+            single_thread=ctx.cfg['workers']['type'] == 'process',
+            shared=shared,
+            clip_whole=whole)
+        return job, shared
 
     def _log(self, stages: list, stats: StreamStats) -> None:
         rate = stats.images / max(stats.seconds, 1e-9)
@@ -370,6 +365,37 @@ class StreamScheduler:
             logger='current')
 
 
-def _warn(messages: list) -> None:
-    for message in messages:
-        print_log(message, logger='current', level=logging.WARNING)
+def check_stream_options(options: dict) -> None:
+    """Check the values of the ``stream`` settings (their names are checked with every
+    section's, :mod:`xpaste.builder.options`).
+
+    Raises:
+        ValueError: a bad value, naming the option.
+    """
+    for key in ('background', 'device_scores'):
+        if options[key] not in ('auto', True, False):
+            raise ValueError(f"stream.{key} must be 'auto', True or False, got {options[key]!r}")
+    batch = options['score_batch']
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
+        raise ValueError(f'stream.score_batch must be None or an integer >= 1, got {batch!r}')
+    if not isinstance(options['shared_memory'], bool):
+        raise ValueError(f'stream.shared_memory must be True or False, got '
+                         f'{options["shared_memory"]!r}')
+
+
+def _host_item(item: SourceItem) -> SourceItem:
+    """A plain :class:`~xpaste.builder.sources.SourceItem` of ``item`` (without the pixels it
+    may also hold on a device)."""
+    return SourceItem(**{f.name: getattr(item, f.name) for f in fields(SourceItem)})
+
+
+def _cuda_event(device_images: list):
+    """A CUDA event recorded after images on a GPU were made (None for CPU tensors): the
+    finisher's CUDA stream waits for it before reading them."""
+    first = next(d for d in device_images if d is not None)
+    if first.device.type != 'cuda':
+        return None
+    import torch
+    event = torch.cuda.Event()
+    event.record(torch.cuda.current_stream(first.device))
+    return event

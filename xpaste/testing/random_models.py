@@ -14,7 +14,10 @@ exactly as a real build does:
   ``local-dir:`` folder).
 - :func:`save_sd_single_file`: a pipeline as one original-layout ``.safetensors``/``.ckpt``.
 - :func:`save_tiny_sam`: a tiny segment-anything model and its checkpoint.
-- :func:`save_tiny_clipseg`: a tiny CLIPSeg model and processor.
+- :func:`build_clipseg`: a CLIPSeg model and processor (tiny, or ``clipseg-rd64``'s
+  architecture); :func:`save_tiny_clipseg` saves the tiny one.
+- :func:`build_sam`: segment-anything of a real architecture (``vit_b``/``vit_l``/``vit_h``)
+  with random weights, built on its device.
 """
 import json
 import os
@@ -292,6 +295,18 @@ def build_tiny_sam(checkpoint: Optional[str] = None):
     return sam
 
 
+def build_sam(model_type: str = 'vit_h', seed: int = 0, device: str = 'cpu'):
+    """segment-anything of a real architecture with random weights, built on ``device``
+    (``'xpaste_tiny'``: the tiny one)."""
+    import torch
+    from segment_anything import sam_model_registry
+    torch.manual_seed(seed)
+    if model_type == TINY_SAM_TYPE:
+        return build_tiny_sam().to(device)
+    with torch.device(device):
+        return sam_model_registry[model_type](checkpoint=None).eval()
+
+
 def save_tiny_sam(path: str, seed: int = 0) -> str:
     """Save a random tiny SAM checkpoint to ``path`` and register its builder as
     ``sam_model_registry['xpaste_tiny']``; returns ``path``."""
@@ -304,40 +319,60 @@ def save_tiny_sam(path: str, seed: int = 0) -> str:
     return path
 
 
-def save_tiny_clipseg(out_dir: str, seed: int = 0) -> str:
-    """Save a random tiny CLIPSeg model and its processor (32 px) to ``out_dir``."""
+#: CLIPSeg ``CIDAS/clipseg-rd64-refined``'s architecture: transformers' default CLIPSeg
+#: config (ViT-B/16 CLIP, reduce_dim 64, layers 3/6/9) at its 352 px input.
+CLIPSEG_RD64_SIDE = 352
+TINY_CLIPSEG = dict(
+    text_config=dict(
+        vocab_size=49408,
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=77),
+    vision_config=dict(
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=32,
+        patch_size=8),
+    projection_dim=32,
+    extract_layers=[1],
+    reduce_dim=16,
+    decoder_num_attention_heads=2,
+    decoder_intermediate_size=32)
+
+
+def build_clipseg(arch: str = 'tiny', seed: int = 0, tokenizer_dir: Optional[str] = None):
+    """A random CLIPSeg model and its processor: ``'tiny'`` (32 px) or ``'rd64'`` (the
+    architecture of ``CIDAS/clipseg-rd64-refined``, 352 px).
+
+    Returns:
+        tuple: ``(CLIPSegForImageSegmentation, CLIPSegProcessor)``.
+    """
     import torch
     from transformers import (CLIPSegConfig, CLIPSegForImageSegmentation, CLIPSegProcessor,
                               ViTImageProcessor)
+    if arch not in ('tiny', 'rd64'):
+        raise ValueError(f"arch must be 'tiny' or 'rd64', got {arch!r}")
     torch.manual_seed(seed)
-    config = CLIPSegConfig(
-        text_config=dict(
-            vocab_size=49408,
-            hidden_size=32,
-            intermediate_size=37,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            max_position_embeddings=77),
-        vision_config=dict(
-            hidden_size=32,
-            intermediate_size=37,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=32,
-            patch_size=8),
-        projection_dim=32,
-        extract_layers=[1],
-        reduce_dim=16,
-        decoder_num_attention_heads=2,
-        decoder_intermediate_size=32)
-    model = CLIPSegForImageSegmentation(config)
-    tokenizer = save_clip_tokenizer(osp.join(out_dir, '_tokenizer_src'))
+    config = CLIPSegConfig(**TINY_CLIPSEG) if arch == 'tiny' else CLIPSegConfig()
+    side = 32 if arch == 'tiny' else CLIPSEG_RD64_SIDE
+    model = CLIPSegForImageSegmentation(config).eval()
+    tokenizer = save_clip_tokenizer(tokenizer_dir or tempfile.mkdtemp(prefix='clip-tok-'))
     image_processor = ViTImageProcessor(
         do_resize=True,
-        size=dict(height=32, width=32),
+        size=dict(height=side, width=side),
         image_mean=[0.485, 0.456, 0.406],
         image_std=[0.229, 0.224, 0.225])
-    processor = CLIPSegProcessor(image_processor=image_processor, tokenizer=tokenizer)
+    return model, CLIPSegProcessor(image_processor=image_processor, tokenizer=tokenizer)
+
+
+def save_tiny_clipseg(out_dir: str, seed: int = 0) -> str:
+    """Save a random tiny CLIPSeg model and its processor (32 px) to ``out_dir``."""
+    model, processor = build_clipseg(
+        'tiny', seed, tokenizer_dir=osp.join(out_dir, '_tokenizer_src'))
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     return out_dir

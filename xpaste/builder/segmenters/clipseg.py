@@ -5,7 +5,8 @@ import cv2
 import numpy as np
 
 from xpaste.utils.checks import check_number
-from ..hub import check_model_source, dtype_kwargs, hub_id_note, resolve_device, torch_dtype
+from ..hub import (check_model_source, dtype_kwargs, hub_id_note, resolve_device, resolve_dtype,
+                   torch_dtype)
 from .base import SEGMENTERS, BaseSegmenter
 
 
@@ -18,9 +19,12 @@ class CLIPSegSegmenter(BaseSegmenter):
         prompt (str): Text prompt template over ``{name}``. Defaults to ``'a {name}'``.
         threshold (float): Probability threshold of the mask. Defaults to 0.4.
         batch_size (int): Images per forward. Defaults to 16.
-        dtype (str): Defaults to ``'float32'``.
+        dtype (str): ``'float32'``, ``'float16'`` or ``'bfloat16'``; on the CPU bfloat16 runs
+            and float16 falls back to float32 (with a warning). Defaults to ``'float32'``.
         device (str): Defaults to ``'auto'``.
         name (str, optional): Defaults to ``'clipseg'``.
+        built_model (tuple, optional): An already built ``(model, processor)`` (benchmarks
+            with random weights, tests); ``model`` is then only recorded. Defaults to None.
     """
 
     default_name = 'clipseg'
@@ -33,7 +37,8 @@ class CLIPSegSegmenter(BaseSegmenter):
                  batch_size: int = 16,
                  dtype: str = 'float32',
                  device: str = 'auto',
-                 name: Optional[str] = None):
+                 name: Optional[str] = None,
+                 built_model: Optional[tuple] = None):
         super().__init__(name)
         check_number('CLIPSegSegmenter.threshold', threshold, 0, 1, lo_open=True, hi_open=True)
         if '{name}' not in prompt:
@@ -47,20 +52,31 @@ class CLIPSegSegmenter(BaseSegmenter):
         self.device = device
         self.local_rank = 0
         self.model = None
+        self.built_model = built_model
 
     def check(self) -> None:
-        check_model_source(self.model_path, f'segmenter {self.name!r} model', kind='dir')
+        if self.built_model is None:
+            check_model_source(self.model_path, f'segmenter {self.name!r} model', kind='dir')
 
     def setup(self) -> None:
         if self.model is not None:
             return
         from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
-        path = check_model_source(self.model_path, f'segmenter {self.name!r} model', kind='dir')
         self._device = resolve_device(self.device, self.local_rank, f'segmenter {self.name!r}')
+        dtype = resolve_dtype(
+            self.dtype,
+            self._device,
+            f'segmenter {self.name!r}',
+            cpu_dtypes=('float32', 'bfloat16'))
+        if self.built_model is not None:
+            model, self.processor = self.built_model
+            self.model = model.to(self._device, dtype).eval()
+            return
+        path = check_model_source(self.model_path, f'segmenter {self.name!r} model', kind='dir')
         try:
             self.processor = CLIPSegProcessor.from_pretrained(path)
             model = CLIPSegForImageSegmentation.from_pretrained(
-                path, **dtype_kwargs('transformers', torch_dtype(self.dtype)))
+                path, **dtype_kwargs('transformers', dtype))
         except (OSError, ValueError) as e:
             raise OSError(f'segmenter {self.name!r}: cannot load CLIPSeg {path!r} '
                           f'({type(e).__name__}: {e}){hub_id_note(path)}') from e
@@ -98,4 +114,3 @@ class CLIPSegSegmenter(BaseSegmenter):
             prompt=self.prompt,
             threshold=self.threshold,
             dtype=self.dtype)
-

@@ -86,6 +86,8 @@ class SAMSegmenter(BaseSegmenter):
             ``'float16'`` or ``'bfloat16'``; the prompt encoder and mask decoder stay float32.
             On the CPU bfloat16 runs and float16 falls back to float32 (with a warning).
             Defaults to ``'float32'``.
+        built_model (torch.nn.Module, optional): An already built ``Sam`` (benchmarks with
+            random weights, tests); ``checkpoint`` is then only recorded. Defaults to None.
     """
 
     default_name = 'sam'
@@ -102,7 +104,8 @@ class SAMSegmenter(BaseSegmenter):
                  border_points: int = 4,
                  border_margin: int = 5,
                  background_index: int = 2,
-                 dtype: str = 'float32'):
+                 dtype: str = 'float32',
+                 built_model=None):
         super().__init__(name)
         torch_dtype(dtype)  # validates the name
         if not 0 <= box_margin < 0.5:
@@ -126,8 +129,11 @@ class SAMSegmenter(BaseSegmenter):
         self.dtype = dtype
         self.local_rank = 0
         self.model = None
+        self.built_model = built_model
 
     def check(self) -> None:
+        if self.built_model is not None:
+            return
         check_model_source(
             self.checkpoint, f'segmenter {self.name!r} checkpoint', allow_hub_id=False, kind='file')
         from segment_anything import sam_model_registry
@@ -143,7 +149,9 @@ class SAMSegmenter(BaseSegmenter):
         what = f'segmenter {self.name!r}'
         self._device = resolve_device(self.device, self.local_rank, what)
         dtype = resolve_dtype(self.dtype, self._device, what, cpu_dtypes=('float32', 'bfloat16'))
-        model = sam_model_registry[self.model_type](checkpoint=self.checkpoint)
+        model = self.built_model
+        if model is None:
+            model = sam_model_registry[self.model_type](checkpoint=self.checkpoint)
         self.model = model.to(self._device).eval()
         if dtype != torch.float32:
             _image_encoder_in(model.image_encoder, dtype)

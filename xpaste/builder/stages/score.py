@@ -22,42 +22,58 @@ class ScoreStage(ChunkStage):
 
     name = 'score'
 
-    def score_chunk(self, chunk: Chunk, status: list, whole: np.ndarray, cuts: dict,
-                    empty: dict) -> None:
-        """Score a chunk's CLIP inputs and save the scores.
+    def score_chunk(self, chunk: Chunk, status: list, whole, cuts: dict, empty: dict) -> None:
+        """Score a chunk's CLIP inputs (one forward pass per group) and save the scores.
 
         Args:
             chunk (Chunk): The chunk.
             status (list[str]): Per image, ``'ok'`` or why it is unusable.
-            whole (np.ndarray): Whole-image inputs ``(N, S, S, 3)``.
+            whole (np.ndarray | torch.Tensor): Whole-image inputs ``(N, S, S, 3)``.
             cuts (dict): Per segmenter, cut-out inputs ``(N, S, S, 3)``.
             empty (dict): Per segmenter, whether each image has no (or an empty) mask.
         """
+        groups = self.input_groups(status, whole, cuts, empty)
+        self.save_scores(chunk, status, empty, [self.ctx.scorer.encode(g) for g in groups])
+
+    def input_groups(self, status: list, whole, cuts: dict, empty: dict) -> list:
+        """The inputs of a chunk to encode, in the order :meth:`save_scores` takes their
+        embeddings: the usable whole images, then each segmenter's non-empty cut-outs (empty
+        groups where there is nothing to encode)."""
+        ok = np.array([s == 'ok' for s in status], bool)
+        groups = [_rows(whole, ok) if ok.any() else _NOTHING]
+        for name in (s.name for s in self.ctx.segmenters):
+            valid = ok & ~empty[name]
+            groups.append(_rows(cuts[name], valid) if valid.any() else _NOTHING)
+        return groups
+
+    def save_scores(self, chunk: Chunk, status: list, empty: dict, embeddings: list) -> None:
+        """Scores, best cut-out and its embedding from the embeddings of
+        :meth:`input_groups`, saved to the chunk's score file."""
         ctx = self.ctx
         cat = ctx.categories[chunk.cat]
         scorer = ctx.scorer
-        ok = np.array([s == 'ok' for s in status])
+        ok = np.array([s == 'ok' for s in status], bool)
         n, names = len(status), [s.name for s in ctx.segmenters]
         image_score = np.full(n, np.nan, np.float32)
         cutout = np.full((n, len(names)), np.nan, np.float32)
         if ok.any():
-            image_score[ok] = scorer.scores(scorer.encode(whole[ok]), cat)
-        embeddings = []
+            image_score[ok] = scorer.scores(embeddings[0], cat)
+        per_segmenter = []
         for j, name in enumerate(names):
             valid = ok & ~empty[name]
             emb = np.zeros((n, 0), np.float32)
             if valid.any():
-                enc = scorer.encode(cuts[name][valid])
+                enc = embeddings[j + 1]
                 emb = np.zeros((n, enc.shape[1]), np.float32)
                 emb[valid] = enc
                 cutout[valid, j] = scorer.scores(enc, cat)
-            embeddings.append(emb)
+            per_segmenter.append(emb)
         has = np.isfinite(cutout).any(1)
         best = np.where(has, np.argmax(np.where(np.isfinite(cutout), cutout, -np.inf), 1), -1)
-        dim = max(e.shape[1] for e in embeddings)
+        dim = max(e.shape[1] for e in per_segmenter)
         embedding = np.zeros((n, dim), np.float16)
         for i in np.flatnonzero(has):
-            embedding[i] = embeddings[best[i]][i]
+            embedding[i] = per_segmenter[best[i]][i]
         atomic_write_npz(
             self.path(chunk),
             meta=json_in_npz(dict(ctx.layout.meta(self.name, chunk), segmenters=names)),
@@ -67,7 +83,19 @@ class ScoreStage(ChunkStage):
             embedding=embedding)
 
 
-def clip_inputs(images: list, masks: dict, size: int, margin: float) -> tuple:
+#: An empty group of inputs (nothing to encode).
+_NOTHING = np.zeros((0, 1, 1, 3), np.uint8)
+
+
+def _rows(inputs, mask: np.ndarray):
+    """``inputs[mask]`` of a numpy array or a tensor (on any device)."""
+    if isinstance(inputs, np.ndarray):
+        return inputs[mask]
+    import torch
+    return inputs[torch.from_numpy(mask).to(inputs.device)]
+
+
+def clip_inputs(images: list, masks: dict, size: int, margin: float, whole: bool = True) -> tuple:
     """CLIP inputs of a chunk: whole images ``(N, S, S, 3)`` and cut-outs per segmenter.
 
     Unusable images and empty masks get a white input (their scores are set to NaN later).
@@ -77,9 +105,14 @@ def clip_inputs(images: list, masks: dict, size: int, margin: float) -> tuple:
         masks (dict): Per segmenter, the masks (None for unusable images).
         size (int): CLIP input side.
         margin (float): Margin around a cut-out's box, relative to its side.
+        whole (bool): Prepare the whole-image inputs (None in their place otherwise).
+            Defaults to True.
     """
     blank = np.full((size, size, 3), 255, np.uint8)
-    whole = np.stack([prepare_whole(im, size) if im is not None else blank for im in images])
+    if whole:
+        whole = np.stack([prepare_whole(im, size) if im is not None else blank for im in images])
+    else:
+        whole = None
     cuts = {}
     for name, seg_masks in masks.items():
         cuts[name] = np.stack([
