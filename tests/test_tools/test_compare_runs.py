@@ -158,7 +158,7 @@ def test_summary_and_markdown(seeds):
     table = format_markdown(rows)
     lines = table.splitlines()
     assert lines[0].startswith('| run | n | box AP | box APr | box APc | box APf | mask AP |')
-    assert lines[2].startswith('| baseline (baseline) | 3 | 30.0 ± 0.0 |')
+    assert lines[2].startswith('| baseline (reference) | 3 | 30.0 ± 0.0 |')
     assert '12.0 ± 2.0 |' in lines[2]
     assert '22.0 ± 2.0 (+10.0)' in lines[3]
     assert '30.0 ± 0.0 (+0.0)' in lines[3]
@@ -172,7 +172,7 @@ def test_missing_keys_and_lvis_minus_one_show_as_dash(tmp_path):
     write_test_run(other, '20240101_000000', {'lvis/bbox_AP': 0.25, 'lvis/bbox_APr': 0.1})
     assert math.isnan(load_latest_metrics(wd).metrics['lvis/bbox_APr'])
     table = format_markdown(summarize([load_group(wd), load_group(other)]))
-    assert '| boxonly (baseline) | 1 | 20.0 | - | - | - | - |' in table
+    assert '| boxonly (reference) | 1 | 20.0 | - | - | - | - |' in table
     assert '| other | 1 | 25.0 (+5.0) | 10.0 | - |' in table
 
 

@@ -132,3 +132,25 @@ def test_copy_then_run_and_parallel_runs(tmp_path):
     with pytest.raises(SystemExit, match='exit status 3.*bad'):
         exp.run_all([bad], jobs=2)
     assert not osp.exists(bad.test.log)
+
+
+def _group(name, values, apf=0.5):
+    from xpaste.utils.metrics import RunGroup, RunMetrics
+    keys = ('bbox_AP', 'bbox_APr', 'segm_AP', 'segm_APr')
+    return RunGroup(name, [
+        RunMetrics(f'{name}/{i}', 'x.json', 'test',
+                   {**{f'lvis/{k}': v for k in keys}, 'lvis/bbox_APf': apf, 'lvis/segm_APf': apf})
+        for i, v in enumerate(values)])
+
+
+def test_claims_need_seeds_and_compare_filtered_with_unfiltered():
+    one = exp._claims([_group('xpaste', [0.3]), _group('xpaste-nofilter', [0.2]),
+                       _group('baseline', [0.1])])
+    assert 'not checked, the spread over seeds needs at least 2 seeds' in one[0]
+    assert 'unfiltered bank: box AP +10.0, box APr +10.0, mask AP +10.0, mask APr +10.0' in one[1]
+    # APr +20 against a spread of 1.4 (raised), APf -10 (not kept): the claim does not hold
+    two = exp._claims([_group('baseline', [0.10, 0.12]), _group('xpaste', [0.30, 0.32], 0.4)])
+    assert len(two) == 3 and all('-> does not hold' in line for line in two[:2])
+    assert 'APr +20.0 (> 2 x spread 1.4: yes), APf -10.0 (>= -spread 0.0: no)' in two[0]
+    kept = exp._claims([_group('baseline', [0.10, 0.12]), _group('xpaste', [0.30, 0.32])])
+    assert all(line.endswith('-> holds.') for line in kept[:2])

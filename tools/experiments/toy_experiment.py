@@ -479,7 +479,11 @@ def _claims(groups: list) -> list:
     (APr raised by > 2x the spread, APf kept, box and mask) and CLIP filter vs no filter."""
     by_name = {g.name: g for g in groups}
     lines = []
-    if 'xpaste' in by_name and 'baseline' in by_name:
+    if 'xpaste' in by_name and 'baseline' in by_name and min(
+            len(by_name[n].runs) for n in ('xpaste', 'baseline')) < 2:
+        lines.append('- Claim (X-Paste vs baseline): not checked, the spread over seeds needs at '
+                     'least 2 seeds.')
+    elif 'xpaste' in by_name and 'baseline' in by_name:
         for task in ('bbox', 'segm'):
             result = check_gain(by_name['xpaste'], by_name['baseline'],
                                 gain_key=f'lvis/{task}_APr', keep_key=f'lvis/{task}_APf')

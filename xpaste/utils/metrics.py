@@ -332,7 +332,7 @@ def format_markdown(rows: Sequence[dict], keys: Sequence[str] = METRIC_KEYS) -> 
     header = ['run', 'n', *[column_title(k) for k in keys]]
     lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * 2 + '---:|' * len(keys)]
     for row in rows:
-        cells = [row['name'] + (' (baseline)' if row['baseline'] else ''), str(row['n'])]
+        cells = [row['name'] + (' (reference)' if row['baseline'] else ''), str(row['n'])]
         for k in keys:
             cell = _fmt(row['mean'][k])
             if not math.isnan(row['std'][k]):
@@ -389,7 +389,7 @@ def plot_comparison(rows: Sequence[dict], out_file: str, keys: Sequence[str] = M
         for i, row in enumerate(rows):
             means = [row['mean'][k] for k in task_keys]
             stds = [0.0 if math.isnan(row['std'][k]) else row['std'][k] for k in task_keys]
-            label = row['name'] + (' (baseline)' if row['baseline'] else '')
+            label = row['name'] + (' (reference)' if row['baseline'] else '')
             bars = ax.bar(x + (i - (len(rows) - 1) / 2) * width, means, width, yerr=stds,
                           capsize=3, label=label)
             ax.bar_label(bars, labels=[_fmt(m) for m in means], fontsize=7, padding=2)
