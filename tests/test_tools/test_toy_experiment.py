@@ -68,8 +68,7 @@ def test_ablations_plan_their_banks_from_one_build(tiny_toy_lvis, tmp_path, caps
     args = exp.parse_args(['--ablations', '--work-dir', str(work), '--data-root',
                            str(tiny_toy_lvis), '--banks-root', str(banks), '--seeds', '0'])
     assert args.variants == ['xpaste', *exp.ABLATIONS, 'baseline']
-    steps = exp.bank_steps(args, set().union(*(exp._bank_names(args.configs[v])
-                                               for v in args.variants)))
+    steps = exp.bank_steps(args)
     assert [s.name for s in steps][0] == 'toy CLIP'
     built = [s for s in steps[1:]]
     assert [s.cmd[2] for s in built] == list(exp.BANK_CONFIGS.values())

@@ -314,8 +314,9 @@ def clip_dir(args) -> str:
     return DEFAULT_CLIP_DIR if default else osp.join(args.work_dir, 'toy_clip')
 
 
-def bank_steps(args, banks: set) -> list:
+def bank_steps(args) -> list:
     """The toy CLIP and the banks the variants paste from, in build order."""
+    banks = set().union(*(_bank_names(args.configs[v]) for v in args.variants))
     py = sys.executable
     logs = osp.join(args.work_dir, 'logs')
     train_json = osp.join(args.data_root, 'annotations', 'lvis_v1_train.json')
@@ -385,8 +386,7 @@ def plan_runs(args) -> list:
 def plan(args) -> list:
     """Every step of the experiment (banks, then each run's training and test), those whose
     outputs exist marked done."""
-    banks = set().union(*(_bank_names(args.configs[v]) for v in args.variants))
-    steps = bank_steps(args, banks)
+    steps = bank_steps(args)
     for run in plan_runs(args):
         steps += [run.train, run.test]
     return steps
@@ -548,8 +548,7 @@ def main(argv=None):
     if not world.done:
         tqdm.write(f'{world.name}: {run_step(world):.0f} s (log {world.log})')
     # the world exists now: its class count sets the overrides
-    banks = set().union(*(_bank_names(args.configs[v]) for v in args.variants))
-    for step in bank_steps(args, banks):
+    for step in bank_steps(args):
         if not step.done:
             tqdm.write(f'[{time.strftime("%H:%M:%S")}] {step.name}: {run_step(step):.0f} s '
                        f'(log {step.log})')
